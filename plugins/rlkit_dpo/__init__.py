@@ -1,0 +1,1 @@
+"""DPO: the course's TRL run and rlkit's native DPO trainer on a small embedded LM."""

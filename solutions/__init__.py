@@ -1,0 +1,1 @@
+"""Reference solutions of the exercises (instructors only; never shipped to students)."""
