@@ -52,12 +52,23 @@ def plugins_command(as_json: bool) -> None:
         table.add_column(col)
     for info in infos:
         package = f"{info.distribution} {info.version}".strip()
-        table.add_row(info.name, package, ", ".join(info.exercises), ", ".join(info.envs),
-                      ", ".join(info.trainers), ", ".join(info.commands))
+        table.add_row(
+            info.name,
+            package,
+            ", ".join(info.exercises),
+            ", ".join(info.envs),
+            ", ".join(info.trainers),
+            ", ".join(info.commands),
+        )
     console = Console()
     console.print(table)
+    _echo_broken()
+
+
+def _echo_broken() -> None:
+    """One unwrapped line per broken plugin: what failed and why."""
     for name, error in sorted(plugins.broken.items()):
-        console.print(f"[red]plugin {name} is broken:[/red] {error}", highlight=False)
+        click.echo(click.style(f"plugin {name} is broken: ", fg="red") + error)
 
 
 @cli.command(name="list")
@@ -68,15 +79,36 @@ def list_command(as_json: bool) -> None:
     envs = plugins.get_envs()
     trainers = plugins.get_trainers()
     if as_json:
-        click.echo(json.dumps({
-            "exercises": [{"name": e.name, "functions": list(e.functions), "title": e.title,
-                           "plugin": e.plugin} for e in exercises.values()],
-            "envs": [{"name": e.name, "description": e.description, "plugin": e.plugin}
-                     for e in envs.values()],
-            "trainers": [{"task": t.task, "backend": t.backend, "algorithms": list(t.algorithms),
-                          "description": t.description, "plugin": t.plugin}
-                         for t in trainers.values()],
-        }, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "exercises": [
+                        {
+                            "name": e.name,
+                            "functions": list(e.functions),
+                            "title": e.title,
+                            "plugin": e.plugin,
+                        }
+                        for e in exercises.values()
+                    ],
+                    "envs": [
+                        {"name": e.name, "description": e.description, "plugin": e.plugin}
+                        for e in envs.values()
+                    ],
+                    "trainers": [
+                        {
+                            "task": t.task,
+                            "backend": t.backend,
+                            "algorithms": list(t.algorithms),
+                            "description": t.description,
+                            "plugin": t.plugin,
+                        }
+                        for t in trainers.values()
+                    ],
+                },
+                indent=2,
+            )
+        )
         return
     from rich.console import Console
     from rich.table import Table
@@ -100,16 +132,25 @@ def list_command(as_json: bool) -> None:
     for t in trainers.values():
         table.add_row(t.task, t.backend, ", ".join(t.algorithms), t.description, t.plugin)
     console.print(table)
-    for name, error in sorted(plugins.broken.items()):
-        console.print(f"[red]plugin {name} is broken:[/red] {error}", highlight=False)
+    _echo_broken()
 
 
 @cli.command(name="plot")
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-o", "--out", type=click.Path(path_type=Path), default=None,
-              help="PNG to write (default: RUN/curves.png for one run, overlay.png for several).")
-@click.option("-m", "--metric", "metrics", multiple=True,
-              help="Metrics to draw (repeatable); the first two share the headline panel.")
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="PNG to write (default: RUN/curves.png for one run, overlay.png for several).",
+)
+@click.option(
+    "-m",
+    "--metric",
+    "metrics",
+    multiple=True,
+    help="Metrics to draw (repeatable); the first two share the headline panel.",
+)
 def plot_command(runs: tuple[Path, ...], out: Path | None, metrics: tuple[str, ...]) -> None:
     """Redraw a run's curves, or overlay several runs in one figure."""
     from rlkit.plotting import plot_runs
@@ -126,10 +167,20 @@ def plot_command(runs: tuple[Path, ...], out: Path | None, metrics: tuple[str, .
 
 @cli.command(name="eval")
 @click.argument("run", type=click.Path(path_type=Path))
-@click.option("--episodes", "-n", type=click.IntRange(min=1), default=10, show_default=True,
-              help="Episodes (or held-out prompts) to evaluate on.")
-@click.option("--video", type=click.Path(path_type=Path), default=None,
-              help="Record the policy to this GIF (environments that can render).")
+@click.option(
+    "--episodes",
+    "-n",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Episodes (or held-out prompts) to evaluate on.",
+)
+@click.option(
+    "--video",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Record the policy to this GIF (environments that can render).",
+)
 def eval_command(run: Path, episodes: int, video: Path | None) -> None:
     """Evaluate a saved run, whatever trained it (native, SB3, TRL)."""
     from rlkit.runs import Run

@@ -31,11 +31,17 @@ def load_exercise_functions(
 
     exercises = get_exercises()
     if exercise not in exercises:
-        raise UsageError(f"unknown exercise {exercise!r}; known: {', '.join(exercises)}")
+        from rlkit.plugins import broken
+
+        hint = f"; broken plugins: {', '.join(broken)} (see `rlkit plugins`)" if broken else ""
+        known = ", ".join(exercises) or "none"
+        raise UsageError(f"unknown exercise {exercise!r} (known: {known}){hint}")
     spec = exercises[exercise]
     if impl == "solution":
         if spec.solution is None:
-            raise RlkitError(f"no reference solution for {exercise} is installed; use --impl student")
+            raise RlkitError(
+                f"no reference solution for {exercise} is installed; use --impl student"
+            )
         module = importlib.import_module(spec.solution)
         return SimpleNamespace(**{f: getattr(module, f) for f in spec.functions})
     if impl != "student":

@@ -98,8 +98,9 @@ def plot_runs(runs: Sequence[Run], out: Path, metrics: Sequence[str] | None = No
             xs, ys = _series(run, x, metric)
             if xs:
                 window = max(1, len(ys) // 25)
-                panel.plot(xs, smooth(ys, window), color=colors[(2 * i) % len(colors)],
-                           label=labels[i])
+                panel.plot(
+                    xs, smooth(ys, window), color=colors[(2 * i) % len(colors)], label=labels[i]
+                )
         panel.set_title(metric)
         panel.set_xlabel(x)
         panel.grid(alpha=0.3)

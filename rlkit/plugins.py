@@ -92,9 +92,12 @@ def _call_each(hook_name: str, **kwargs: Any) -> None:
     """Call one hook implementation at a time, so a failing plugin cannot break the others."""
     load_plugins()
     hook = getattr(pm.hook, hook_name)
-    for impl in reversed(hook.get_hookimpls()):  # registration order
-        args = {k: v(impl.plugin_name) if callable(v) and k == "register" else v
-                for k, v in kwargs.items() if k in impl.argnames}
+    for impl in hook.get_hookimpls():  # registration order
+        args = {
+            k: v(impl.plugin_name) if callable(v) and k == "register" else v
+            for k, v in kwargs.items()
+            if k in impl.argnames
+        }
         try:
             impl.function(**args)
         except Exception as exc:  # noqa: BLE001
@@ -150,7 +153,7 @@ def register_commands(cli: Any, train: Any) -> dict[str, list[str]]:
     """Let every plugin add its commands; returns plugin name → command names it added."""
     added: dict[str, list[str]] = {}
     load_plugins()
-    for impl in reversed(pm.hook.register_commands.get_hookimpls()):
+    for impl in pm.hook.register_commands.get_hookimpls():
         before = set(cli.commands) | {f"train {c}" for c in train.commands}
         args = {k: v for k, v in {"cli": cli, "train": train}.items() if k in impl.argnames}
         try:
@@ -175,7 +178,9 @@ def plugin_infos(commands: dict[str, list[str]] | None = None) -> list[PluginInf
     for env in get_envs().values():
         infos.setdefault(env.plugin, PluginInfo(env.plugin)).envs.append(env.name)
     for tr in get_trainers().values():
-        infos.setdefault(tr.plugin, PluginInfo(tr.plugin)).trainers.append(f"{tr.task}/{tr.backend}")
+        infos.setdefault(tr.plugin, PluginInfo(tr.plugin)).trainers.append(
+            f"{tr.task}/{tr.backend}"
+        )
     for name, cmds in (commands or {}).items():
         infos.setdefault(name, PluginInfo(name)).commands.extend(cmds)
     return sorted(infos.values(), key=lambda i: i.name)

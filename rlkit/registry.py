@@ -6,12 +6,12 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from rlkit.errors import RlkitError
 
 #: A callable, or an import path "package.module:attribute" to load it lazily.
-Ref = Union[str, Callable[..., Any]]
+Ref = str | Callable[..., Any]
 
 
 def resolve(ref: Ref) -> Any:

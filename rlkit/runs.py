@@ -106,7 +106,9 @@ class Run(Callback):
         except FileNotFoundError:
             raise UsageError(f"{path} is not a run directory: it has no {CONFIG}") from None
         except (OSError, ValueError) as exc:
-            raise UsageError(f"{config_file} is unreadable ({exc}); the run cannot be used") from None
+            raise UsageError(
+                f"{config_file} is unreadable ({exc}); the run cannot be used"
+            ) from None
         if not isinstance(config, dict) or "task" not in config or "backend" not in config:
             raise UsageError(f"{config_file} does not name a task and backend; not an rlkit run")
         run = cls(path, config)
