@@ -11,7 +11,20 @@ def ppo_clip_loss(
     advantages: torch.Tensor,
     clip_eps: float = 0.2,
 ) -> torch.Tensor:
-    """−mean(min(r·A, clip(r, 1−ε, 1+ε)·A)) with r = exp(log π − log π_old)."""
+    """PPO's clipped surrogate loss −mean(min(r·A, clip(r, 1−ε, 1+ε)·A)). [N], [N], [N] → [].
+
+    Math: r = πθ(a|s) / πθ_old(a|s) = exp(log_probs − old_log_probs). The objective takes the
+    smaller ("pessimistic") of the unclipped r·A and the clipped clip(r, 1−ε, 1+ε)·A, so once
+    the ratio has moved past 1±ε in the advantage's direction the gradient is exactly zero.
+
+    Shapes: all inputs [N] float; result a 0-dim tensor.
+
+    Gradients flow into ``log_probs`` only: ``old_log_probs`` and ``advantages`` are data
+    collected earlier — detach them.
+
+    Pitfalls: clip the ratio *and then* multiply by A inside the min (clipping the product
+    r·A is wrong); take the min, not the max; mean, not sum; minus sign (we minimize).
+    """
     advantages = advantages.detach()
     ratio = torch.exp(log_probs - old_log_probs.detach())
     unclipped = ratio * advantages
@@ -27,7 +40,21 @@ def gae(
     gamma: float = 0.99,
     lam: float = 0.95,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A_t = δ_t + γλ(1−done_t)A_{t+1}, δ_t = r_t + γV_{t+1}(1−done_t) − V_t; returns A + V."""
+    """Generalized advantage estimation. [T], [T], [T], float → (advantages [T], returns [T]).
+
+    Math: with V_T = ``last_value`` (the critic's value of the state after the last step),
+        δ_t = r_t + γ·V_{t+1}·(1 − done_t) − V_t
+        A_t = δ_t + γλ·(1 − done_t)·A_{t+1}      (A_T = 0, computed backwards in time)
+        returns_t = A_t + V_t
+    ``dones[t]`` true means the episode ended at step t: nothing is bootstrapped across it
+    (neither V_{t+1} nor A_{t+1}).
+
+    Shapes: ``rewards``, ``values`` [T] float, ``dones`` [T] bool (or 0/1). Both outputs are
+    [T] in the rewards' dtype. Plain data: the outputs carry no gradient.
+
+    Pitfalls: the "next value" of step t is V_{t+1} (off-by-one); use λ only in the recursion
+    of A, γ in both; apply (1 − done_t) to both terms; do not modify the inputs in place.
+    """
     rewards, values = rewards.detach(), values.detach()
     not_done = 1.0 - dones.to(rewards.dtype)
     advantages = torch.zeros_like(rewards)

@@ -8,7 +8,18 @@ import torch
 def returns_to_go(
     rewards: torch.Tensor, gamma: float, dones: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """G_t = r_t + γ·G_{t+1}, restarting after every step whose ``dones[t]`` is true. [T] → [T]."""
+    """Discounted returns-to-go G_t = r_t + γ·G_{t+1}, restarting after episode ends. [T] → [T].
+
+    Math: walk backwards in time: G_{T−1} = r_{T−1}, then G_t = r_t + γ·G_{t+1}. When
+    ``dones[t]`` is true the episode ended at step t, so G_t = r_t: nothing from the next
+    episode leaks in (the running sum restarts).
+
+    Shapes: ``rewards`` [T] float; ``dones`` [T] bool (or 0/1) or None (one single episode);
+    result [T] in the rewards' dtype. The inputs carry no gradient (plain data).
+
+    Pitfalls: γ multiplies the *future* (G_{t+1}), not the past — a forward cumulative sum is
+    wrong. Ignoring ``dones`` mixes episodes. Do not modify ``rewards`` in place.
+    """
     returns = torch.zeros_like(rewards)
     running = torch.zeros((), dtype=rewards.dtype)
     for t in range(rewards.shape[0] - 1, -1, -1):
@@ -22,7 +33,17 @@ def returns_to_go(
 def reinforce_loss(
     log_probs: torch.Tensor, returns: torch.Tensor, normalize: bool = True
 ) -> torch.Tensor:
-    """−mean(log π · Ĝ), Ĝ standardized when ``normalize``; no gradient into the returns."""
+    """The REINFORCE loss −mean(log π(a_t|s_t) · Ĝ_t), a scalar. [T], [T] → [].
+
+    Math: minimizing L = −mean_t(log π_t · Ĝ_t) follows the policy gradient (minus sign: we
+    minimize). With ``normalize`` (the default), Ĝ = (G − mean(G)) / (std(G) + 1e-8) using
+    torch's default (unbiased) ``std``; this baseline lowers the variance. Otherwise Ĝ = G.
+
+    Shapes: ``log_probs`` [T] (carries the gradient), ``returns`` [T] → a 0-dim tensor.
+
+    Pitfalls: the returns are targets, not something to learn: ``detach`` them so no gradient
+    flows into ``returns``. Use the mean over steps (not the sum), and the minus sign.
+    """
     g = returns.detach()
     if normalize:
         g = (g - g.mean()) / (g.std() + 1e-8)

@@ -21,3 +21,10 @@ EXERCISES = (
 def register_exercises(register):
     for exercise in EXERCISES:
         register(exercise)
+
+
+@hookimpl
+def register_commands(cli, train):
+    from rlkit_course.commands import register
+
+    register(cli)

@@ -1,0 +1,244 @@
+"""What the CLI, notebooks and tests call.
+
+* ``check_workspace(path)``: the student's files, each exercise in the sandbox (``rlkit check``).
+* ``check_module(exercise, module)``: in-process, for trusted code (a notebook cell that just
+  defined the functions, the mistakes suite, an instructor's quick look).
+* ``regenerate`` / ``verify``: the stored vectors from the reference solutions.
+
+Every path grades from the stored vectors, so none of them needs the reference solutions (or
+torch in the parent).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from grader import store
+from grader.judges import judge, recognize
+from grader.model import HIDDEN, PUBLIC, CallData, CheckData, ExerciseVectors, Outcome
+from grader.report import CheckResult, ExerciseReport, Report
+
+BUNDLE_DIR = "checks"
+MANIFEST = "manifest.json"
+
+
+def _exercises() -> dict[str, Any]:
+    from rlkit.plugins import get_exercises
+
+    return get_exercises()
+
+
+def select_exercises(names: Iterable[str] = ()) -> list[Any]:
+    """Registered exercises by name (all, in course order, when ``names`` is empty)."""
+    from rlkit.errors import UsageError
+
+    known = _exercises()
+    names = list(names)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise UsageError(f"unknown exercise {unknown[0]!r}; known: {', '.join(known)}")
+    return [known[n] for n in names] if names else list(known.values())
+
+
+def vectors_stem(exercise: Any, bundle: Path | None = None) -> Path:
+    """Where an exercise's vectors are: the student bundle's ``checks/`` first, else beside
+    the installed checks module."""
+    if bundle is not None:
+        stem = Path(bundle) / BUNDLE_DIR / exercise.name
+        if store.exists(stem):
+            return stem
+    return store.package_vectors_stem(exercise.checks)
+
+
+def load_vectors(exercise: Any, bundle: Path | None = None) -> ExerciseVectors:
+    from rlkit.errors import RlkitError
+
+    try:
+        stem = vectors_stem(exercise, bundle)
+        if not store.exists(stem):
+            raise FileNotFoundError(stem)
+        return store.load(stem)
+    except (FileNotFoundError, ValueError, KeyError, OSError) as exc:
+        raise RlkitError(
+            f"no usable checks for {exercise.name} ({exc}); an instructor regenerates them "
+            "with `rlkit vectors --regenerate`") from None
+
+
+# ----------------------------------------------------------------------------- grading
+
+
+def _mistake_note(check: CheckData, got: Sequence[Outcome | None],
+                  vectors: ExerciseVectors) -> str:
+    name = recognize(check, got, vectors.mistakes)
+    if name is None:
+        return ""
+    return f" Looks like a classic mistake: {vectors.mistakes[name]}"
+
+
+def grade(vectors: ExerciseVectors, checks: Sequence[CheckData],
+          outcomes: Sequence[Sequence[Outcome | None]], problem: str | None = None
+          ) -> ExerciseReport:
+    """Judge each check on its outcomes (one list per check, one outcome per call)."""
+    report = ExerciseReport(vectors.exercise, problem=problem)
+    for check, got in zip(checks, outcomes):
+        if problem is not None:
+            report.checks.append(CheckResult(check.name, False, 0, check.points, problem,
+                                             check.function, check.visibility))
+            continue
+        verdict = judge(check, list(got), vectors.arrays)
+        message = verdict.message
+        if not verdict.passed:
+            message += _mistake_note(check, got, vectors)
+        report.checks.append(CheckResult(check.name, verdict.passed,
+                                         check.points if verdict.passed else 0, check.points,
+                                         message, check.function, check.visibility))
+    return report
+
+
+def _split(checks: Sequence[CheckData], flat: Sequence[Outcome | None]
+           ) -> list[list[Outcome | None]]:
+    out, i = [], 0
+    for check in checks:
+        out.append(list(flat[i:i + len(check.calls)]))
+        i += len(check.calls)
+    return out
+
+
+def check_module(exercise: str, module: Any, visibility: str = PUBLIC,
+                 functions: Sequence[str] | None = None, bundle: Path | None = None
+                 ) -> ExerciseReport:
+    """Grade trusted code in this process: ``module`` is anything with the exercise's functions
+    as attributes (a module, a namespace) or a mapping name → function."""
+    from grader.worker import execute_call
+
+    vectors = load_vectors(select_exercises([exercise])[0], bundle)
+    checks = vectors.select(visibility, list(functions) if functions else None)
+    unique, where = _unique([c for check in checks for c in check.calls])
+    ran = [Outcome.from_meta(*execute_call(module, c.request(), vectors.arrays)) for c in unique]
+    return grade(vectors, checks, _split(checks, [ran[i] for i in where]))
+
+
+def check_function(exercise: str, function: Any, visibility: str = PUBLIC) -> ExerciseReport:
+    """Grade one function (e.g. from a notebook cell): ``check_function("ppo", gae)``."""
+    return check_module(exercise, {function.__name__: function}, visibility, [function.__name__])
+
+
+def _unique(calls: Sequence[CallData]) -> tuple[list[CallData], list[int]]:
+    """Calls with identical requests run once: the unique calls, and where each call maps."""
+    seen: dict[str, int] = {}
+    unique: list[CallData] = []
+    where = []
+    for call in calls:
+        key = json.dumps(call.request(), sort_keys=True)
+        if key not in seen:
+            seen[key] = len(unique)
+            unique.append(call)
+        where.append(seen[key])
+    return unique, where
+
+
+def check_workspace(path: Path | str = ".", exercises: Iterable[str] = (),
+                    visibility: str = PUBLIC, limits: Mapping[str, float] | None = None
+                    ) -> Report:
+    """Grade the student's ``<path>/<exercise>.py`` files, each exercise in its own sandboxed
+    process, all exercises at once."""
+    from grader.sandbox import Job, Sandbox
+    from rlkit.errors import UsageError
+
+    start = time.perf_counter()
+    folder = Path(path)
+    if not folder.is_dir():
+        raise UsageError(f"{folder} is not a folder; pass --path to your workspace "
+                         "(create one with `rlkit init DIR`)")
+    selected = select_exercises(exercises)
+    sandbox = Sandbox(limits)  # starts loading torch now, while we prepare the jobs
+    try:
+        plans = []
+        jobs = []
+        for ex in selected:
+            vectors = load_vectors(ex, folder)
+            checks = vectors.select(visibility)
+            file = folder / f"{ex.name}.py"
+            unique, where = _unique([c for check in checks for c in check.calls])
+            plans.append((ex, vectors, checks, file, where))
+            if file.is_file():
+                jobs.append(Job(ex.name, file, unique, vectors.arrays))
+        results = sandbox.run(jobs)
+    finally:
+        sandbox.close()
+    report = Report()
+    for ex, vectors, checks, file, where in plans:
+        if ex.name not in results:
+            problem = f"{file} not found: create it with `rlkit init DIR` (or pass --path)"
+            report.exercises.append(grade(vectors, checks, [[] for _ in checks], problem))
+            continue
+        result = results[ex.name]
+        flat = [result.outcomes[i] for i in where]
+        report.exercises.append(grade(vectors, checks, _split(checks, flat), result.problem))
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+# ----------------------------------------------------------------------------- vectors
+
+
+def _mistakes_for(exercise: str) -> list[Any]:
+    """The classic mistakes of an exercise, from the course's mistakes suite (source tree)."""
+    import importlib.util
+
+    folder = Path(__file__).resolve().parent.parent / "tests" / "mistakes"
+    file = folder / f"{exercise}.py"
+    if not file.is_file():
+        return []
+    spec = importlib.util.spec_from_file_location(f"rlkit_mistakes_{exercise}", file)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return list(getattr(module, "MISTAKES", []))
+
+
+def build_vectors(exercise: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Vectors for one registered exercise, from its reference solution (needs torch)."""
+    from rlkit.errors import RlkitError
+
+    if exercise.solution is None:
+        raise RlkitError(f"{exercise.name} has no reference solution installed; vectors are "
+                         "generated from it")
+    reference = importlib.import_module(exercise.solution)
+    checks = store.load_checks(exercise.checks)
+    return store.generate(exercise.name, exercise.functions, checks, reference,
+                          _mistakes_for(exercise.name))
+
+
+def regenerate(names: Iterable[str] = ()) -> list[Path]:
+    """Rewrite the stored vectors of the given (default: all) exercises."""
+    written = []
+    for ex in select_exercises(names):
+        doc, arrays = build_vectors(ex)
+        stem = store.package_vectors_stem(ex.checks)
+        store.write(doc, arrays, stem)
+        written.append(stem.with_name(stem.name + store.SUFFIX_JSON))
+    return written
+
+
+def verify(names: Iterable[str] = ()) -> dict[str, list[str]]:
+    """Exercise → what is stale in its stored vectors (empty list: up to date)."""
+    stale = {}
+    for ex in select_exercises(names):
+        stem = store.package_vectors_stem(ex.checks)
+        if not store.exists(stem):
+            stale[ex.name] = ["no stored vectors"]
+            continue
+        stale[ex.name] = store.differences(store.read_raw(stem), build_vectors(ex))
+    return stale
+
+
+__all__ = ["HIDDEN", "PUBLIC", "check_function", "check_module", "check_workspace",
+           "regenerate", "verify"]

@@ -1,0 +1,107 @@
+"""How course authors write checks: a ``Check`` names a function, its points, its visibility and
+a judge, and builds its ``Call``s from a seeded random generator (numpy only, so the inputs are
+reproducible and the vectors generated from them are stable).
+
+A check module (``grader/checks/ppo.py``, or any plugin's) defines ``CHECKS: list[Check]``.
+Its expected outcomes are computed once from the reference solution by
+``rlkit vectors --regenerate`` and stored next to it as ``<module>.vectors.json`` + ``.npz``.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from grader.model import PUBLIC, VISIBILITIES
+
+#: The judges the engine knows (see grader/judges.py). Params go next to "kind".
+JUDGES = ("structure", "values", "grads", "no_grad_leak", "detached", "no_inplace", "autograd",
+          "concat", "zero_grad", "sum")
+
+
+@dataclass
+class Call:
+    """One call of an exercise function.
+
+    ``args`` are passed positionally (in order), ``kwargs`` by name; numpy arrays become torch
+    tensors (float32/float64/int64/bool), anything else is passed as is. ``grad_wrt`` names the
+    args to differentiate; ``cotangents`` weight each output (None: not differentiated) so one
+    backward pass gives every gradient. ``closed_form`` replaces the reference's output values
+    by values known in closed form (the generator checks that the reference agrees).
+    """
+
+    function: str
+    args: dict[str, Any]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    grad_wrt: tuple[str, ...] = ()
+    cotangents: tuple[np.ndarray | None, ...] = ()
+    aux: dict[str, np.ndarray] = field(default_factory=dict)
+    closed_form: tuple[np.ndarray | None, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Check:
+    """A named, scored check of one function."""
+
+    name: str
+    function: str
+    points: int
+    description: str
+    judge: dict[str, Any]
+    cases: Callable[[np.random.Generator], list[Call]]
+    visibility: str = PUBLIC
+    #: checks with the same seed (and case builder) get the same inputs: run once, stored once
+    seed: str = ""
+
+    def __post_init__(self) -> None:
+        if self.visibility not in VISIBILITIES:
+            raise ValueError(f"{self.name}: visibility must be one of {VISIBILITIES}")
+        if self.judge.get("kind") not in JUDGES:
+            raise ValueError(f"{self.name}: unknown judge {self.judge.get('kind')!r}")
+
+    def build(self) -> list[Call]:
+        """The calls, from a generator seeded by the check's seed or name (reproducible)."""
+        seed = self.seed or self.name
+        return self.cases(np.random.default_rng(zlib.crc32(seed.encode())))
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """A classic wrong answer: named in feedback when a student's code behaves exactly like it."""
+
+    name: str
+    function: str
+    explanation: str
+    impl: Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Alternative:
+    """A correct answer written another way: it must pass every check."""
+
+    name: str
+    function: str
+    impl: Callable[..., Any]
+
+
+# ---------------------------------------------------------------------- helpers for authors
+
+FLOATS = (np.float32, np.float64)
+
+
+def normal(rng: np.random.Generator, shape: tuple[int, ...], dtype: Any, scale: float = 1.0
+           ) -> np.ndarray:
+    return np.asarray(rng.standard_normal(shape) * scale).astype(dtype)
+
+
+def ints(rng: np.random.Generator, high: int, shape: tuple[int, ...]) -> np.ndarray:
+    return np.asarray(rng.integers(0, high, size=shape)).astype(np.int64)
+
+
+def scalar_cot(dtype: Any) -> np.ndarray:
+    """The cotangent of a scalar loss: 1, so the gradient is ∂loss/∂input."""
+    return np.ones((), dtype=dtype)

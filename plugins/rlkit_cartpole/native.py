@@ -1,0 +1,407 @@
+"""rlkit's own CartPole trainer: REINFORCE or PPO, on the exercise functions, top to bottom.
+
+Read it like CleanRL: a config dataclass, then one loop per algorithm.
+
+    PPO        collect n_steps in num_envs CartPoles at once (one batched forward pass per step)
+               → one batched pass for V(s) and log π_old(a|s) → gae → epochs × minibatches of
+               ppo_clip_loss + value loss → log
+    REINFORCE  play one whole episode in each of num_envs CartPoles → returns_to_go →
+               one gradient step of reinforce_loss → log
+
+Truncation (the 500-step time limit). An episode cut by the time limit did not *end*: the pole
+was still up, so the state has value. PPO bootstraps: at a truncated step it adds γ·V(s_final)
+to the reward and cuts the GAE recursion there, exactly as it does at the end of each rollout
+(where the next state's value is the rollout's bootstrap). Gymnasium's vectorized CartPole
+returns the true final state at the truncating step, so V(s_final) comes from the same batched
+forward pass as every other value. REINFORCE has no critic to bootstrap from: it treats the
+time limit as the episode's end. With γ = 0.99 a return looks ~100 steps ahead, so only the
+last ~100 steps of a 500-step episode see a (slightly) shortened return.
+
+Seeding. ``seed`` fixes the network's initialization (torch), the action sampling (a private
+torch Generator), the minibatch shuffles (a private numpy Generator) and the environments'
+starting states; the loop runs on one CPU thread. The same seed gives the same curve, number
+for number.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from rlkit.errors import UsageError
+from rlkit.interfaces import Callback, Evaluation, Trainer, notify_metrics
+
+from rlkit_cartpole.env import evaluate_actions, make_vec_env, mean_reward_line
+from rlkit_cartpole.objectives import PPOObjective, ReinforceObjective
+from rlkit_cartpole.policy import CartPolePolicy
+
+CHECKPOINT = "checkpoint.pt"
+TRAINER_JSON = "trainer.json"
+
+
+@dataclass
+class NativeConfig:
+    """Settings shared by the native algorithms (see the subclasses for each one's defaults)."""
+
+    algo: ClassVar[str] = ""
+    impl: str = "solution"  # "solution" (reference) or "student" (the files in ``path``)
+    path: str | None = None  # the student's workspace (log_prob.py, reinforce.py, ppo.py)
+    timesteps: int = 100_000  # environment steps to train for
+    seed: int = 0
+    num_envs: int = 8  # CartPoles stepped side by side
+    learning_rate: float = 1e-3
+    gamma: float = 0.99
+    hidden: int = 64  # units in each of the two hidden layers
+    activation: str = "tanh"  # "tanh" (as SB3's MlpPolicy) or "relu"
+    threads: int = 1  # torch CPU threads; one is fastest for a 2×64 MLP
+
+    def settings(self) -> dict[str, Any]:
+        """Every setting, for config.json."""
+        return {"algo": self.algo, **asdict(self)}
+
+
+@dataclass
+class PPOConfig(NativeConfig):
+    """PPO-clip. Defaults tuned for wall-clock time to solve CartPole on 2 CPU cores
+    (``benchmarks/cartpole.py``): many short, cheap updates from 8 envs × 32 steps, a large
+    learning rate, γ = 0.98 and λ = 0.8 (CartPole rewards every step; a short horizon is enough),
+    no entropy bonus."""
+
+    algo: ClassVar[str] = "ppo"
+    timesteps: int = 60_000
+    n_steps: int = 32  # steps per env per update: a batch of num_envs × n_steps
+    epochs: int = 10
+    minibatches: int = 1
+    learning_rate: float = 2.5e-3
+    gamma: float = 0.98
+    gae_lambda: float = 0.8
+    clip_eps: float = 0.2
+    vf_coef: float = 0.5
+    ent_coef: float = 0.0
+    max_grad_norm: float = 0.5
+
+
+@dataclass
+class ReinforceConfig(NativeConfig):
+    """REINFORCE with standardized returns (the mean is a baseline); one whole episode per env
+    per update."""
+
+    algo: ClassVar[str] = "reinforce"
+    timesteps: int = 300_000
+    num_envs: int = 8  # episodes per update
+    learning_rate: float = 3e-3
+    gamma: float = 0.99
+    normalize: bool = True
+
+
+CONFIGS: dict[str, type[NativeConfig]] = {"ppo": PPOConfig, "reinforce": ReinforceConfig}
+
+
+def make_config(algo: str, **settings: Any) -> NativeConfig:
+    """The config of ``algo`` with ``settings`` (``None`` values keep the defaults)."""
+    if algo not in CONFIGS:
+        raise UsageError(f"unknown algorithm {algo!r} for the native backend; use one of: "
+                         f"{', '.join(CONFIGS)}")
+    cls = CONFIGS[algo]
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(settings) - known - {"algo"})
+    if unknown:
+        raise UsageError(f"unknown setting(s) for native {algo}: {', '.join(unknown)}")
+    return cls(**{k: v for k, v in settings.items() if k in known and v is not None})
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class NativeTrainer(Trainer):
+    """Trains the course's CartPole policy with the exercise functions (solution or student)."""
+
+    task = "cartpole"
+    backend = "native"
+
+    def __init__(self, config: NativeConfig) -> None:
+        self.config = config
+        torch.manual_seed(config.seed)
+        self.policy = CartPolePolicy(
+            hidden=config.hidden, critic=config.algo == "ppo", activation=config.activation
+        )
+        # fused: one kernel for the whole Adam step, a large saving on a network this small
+        self.optimizer = torch.optim.Adam(
+            self.policy.parameters(), lr=config.learning_rate, eps=1e-5, fused=True
+        )
+        self.sampler = torch.Generator().manual_seed(config.seed)
+        self.rng = np.random.default_rng(config.seed)
+        self.timesteps = 0
+        self.updates = 0
+        self.interrupted = False
+        self._objective: PPOObjective | ReinforceObjective | None = None
+
+    @property
+    def objective(self) -> PPOObjective | ReinforceObjective:
+        """Built on first use, so that evaluating a saved run needs no workspace."""
+        if self._objective is None:
+            c = self.config
+            path = Path(c.path) if c.path else None
+            if isinstance(c, PPOConfig):
+                self._objective = PPOObjective(c.impl, path, c.gamma, c.gae_lambda, c.clip_eps,
+                                               c.vf_coef, c.ent_coef)
+            elif isinstance(c, ReinforceConfig):
+                self._objective = ReinforceObjective(c.impl, path, c.gamma, c.normalize)
+            else:
+                raise UsageError(f"unknown algorithm {c.algo!r}")
+        return self._objective
+
+    # -- training --------------------------------------------------------------------------
+    def train(self, callbacks: Sequence[Callback] = ()) -> dict[str, float]:
+        """Train until ``config.timesteps`` steps in total; Ctrl-C stops cleanly
+        (``self.interrupted``), leaving a policy that ``save`` can write."""
+        loop = self._train_ppo if self.config.algo == "ppo" else self._train_reinforce
+        self.interrupted = False
+        objective = self.objective  # a missing student file fails here, before any step
+        for callback in callbacks:
+            callback.on_train_start(self)
+        with torch_threads(self.config.threads):
+            try:
+                last = loop(objective, callbacks)
+            except KeyboardInterrupt:
+                self.interrupted = True
+                last = {}
+        for callback in callbacks:
+            callback.on_train_end(self)
+        return {"timesteps": float(self.timesteps), "updates": float(self.updates), **last}
+
+    def _train_ppo(
+        self, objective: PPOObjective, callbacks: Sequence[Callback]
+    ) -> dict[str, float]:
+        c = self.config
+        assert isinstance(c, PPOConfig)
+        n, t_max = c.num_envs, c.n_steps
+        envs = make_vec_env(n)
+        obs, _ = envs.reset(seed=c.seed + self.timesteps)
+        prev_done = np.zeros(n, dtype=bool)  # an env whose next step is its autoreset step
+        ep_return, ep_length = np.zeros(n), np.zeros(n, dtype=np.int64)
+        # rollout buffers, [time, env, ...]
+        b_obs = torch.zeros(t_max + 1, n, 4)  # + the state after the last step
+        b_actions = torch.zeros(t_max, n, dtype=torch.long)
+        b_rewards = np.zeros((t_max, n), dtype=np.float32)
+        b_terminated = np.zeros((t_max, n), dtype=bool)
+        b_truncated = np.zeros((t_max, n), dtype=bool)
+        b_valid = np.zeros((t_max, n), dtype=bool)
+        metrics: dict[str, float] = {}
+        try:
+            while self.timesteps < c.timesteps:
+                # 1. Collect n_steps in every env: one batched forward pass per step.
+                finished, lengths = [], []  # episodes that ended during this rollout
+                for t in range(t_max):
+                    b_obs[t] = torch.from_numpy(obs)
+                    with torch.no_grad():
+                        probs = torch.softmax(self.policy.logits(b_obs[t]), dim=-1)
+                    actions = torch.multinomial(probs, 1, generator=self.sampler).squeeze(-1)
+                    obs, reward, terminated, truncated, _ = envs.step(actions.numpy())
+                    b_actions[t] = actions
+                    b_rewards[t], b_terminated[t], b_truncated[t] = reward, terminated, truncated
+                    b_valid[t] = ~prev_done  # an autoreset step is no experience: masked out
+                    prev_done = terminated | truncated
+                    ep_return += reward
+                    ep_length += b_valid[t]
+                    if prev_done.any():
+                        finished.extend(ep_return[prev_done].tolist())
+                        lengths.extend(ep_length[prev_done].tolist())
+                        ep_return[prev_done], ep_length[prev_done] = 0.0, 0
+                b_obs[t_max] = torch.from_numpy(obs)
+                self.timesteps += n * t_max
+
+                # 2. Values of every state (s_0 … s_T) and log π_old, in one batched pass each.
+                with torch.no_grad():
+                    values = self.policy.value(b_obs.view(-1, 4)).view(t_max + 1, n)
+                    logits = self.policy.logits(b_obs[:t_max].reshape(-1, 4))
+                old_log_probs = objective.old_log_probs(logits, b_actions.view(-1))
+
+                # 3. Advantages. Each env's rollout is cut into segments that end at a terminal
+                #    step, a time-limit step or the rollout's last step. Where the episode did
+                #    not terminate, γ·V(next state) is folded into the reward (the bootstrap);
+                #    values[t + 1] is V(final state) at a truncation (next-step autoreset).
+                cut = b_terminated | b_truncated
+                cut[-1] = True
+                bootstrap = torch.from_numpy(cut & ~b_terminated).float() * values[1:]
+                rewards = torch.from_numpy(b_rewards) + c.gamma * bootstrap
+                valid = torch.from_numpy(b_valid)
+                env_major = valid.T  # lay each env's steps end to end, env after env
+                advantages, returns = objective.advantages(
+                    rewards.T[env_major], values[:-1].T[env_major],
+                    torch.from_numpy(cut).T[env_major].float(),
+                )
+                batch = {
+                    "obs": b_obs[:t_max].transpose(0, 1)[env_major],
+                    "actions": b_actions.T[env_major],
+                    "old_log_probs": old_log_probs.view(t_max, n).T[env_major],
+                    "advantages": advantages,
+                    "returns": returns,
+                }
+
+                # 4. Several epochs of minibatch updates on this batch.
+                size = len(advantages)
+                sums: dict[str, float] = {}
+                for _ in range(c.epochs):
+                    order = torch.from_numpy(self.rng.permutation(size))
+                    for idx in order.chunk(c.minibatches):
+                        loss, stats = objective(self.policy, {k: v[idx] for k, v in batch.items()})
+                        self.optimizer.zero_grad()
+                        loss.backward()
+                        if c.max_grad_norm > 0:
+                            torch.nn.utils.clip_grad_norm_(
+                                self.policy.parameters(), c.max_grad_norm
+                            )
+                        self.optimizer.step()
+                        for k, v in stats.items():
+                            sums[k] = sums.get(k, 0.0) + v
+                self.updates += 1
+
+                # 5. Log: the rollout's finished episodes, and the update's averages.
+                steps = c.epochs * c.minibatches
+                metrics = {"timesteps": float(self.timesteps)}
+                if finished:
+                    metrics["episode_reward"] = float(np.mean(finished))
+                    metrics["episode_length"] = float(np.mean(lengths))
+                metrics.update({k: v / steps for k, v in sums.items()})
+                with torch.no_grad():
+                    metrics["entropy"] = float(objective.probs.entropy(logits).mean())
+                if not notify_metrics(callbacks, self, self.timesteps, metrics):
+                    break
+        finally:
+            envs.close()
+        return metrics
+
+    def _train_reinforce(
+        self, objective: ReinforceObjective, callbacks: Sequence[Callback]
+    ) -> dict[str, float]:
+        c = self.config
+        n = c.num_envs
+        envs = make_vec_env(n)
+        envs.reset(seed=c.seed + self.timesteps)
+        metrics: dict[str, float] = {}
+        try:
+            while self.timesteps < c.timesteps:
+                # 1. Play one whole episode in each env (the policy is fixed meanwhile). An env
+                #    whose episode is over keeps stepping (autoreset) but is masked out.
+                obs, _ = envs.reset()
+                running = np.ones(n, dtype=bool)
+                b_obs, b_actions, b_rewards, b_dones, b_valid = [], [], [], [], []
+                while running.any():
+                    obs_t = torch.from_numpy(obs)
+                    with torch.no_grad():
+                        probs = torch.softmax(self.policy.logits(obs_t), dim=-1)
+                    actions = torch.multinomial(probs, 1, generator=self.sampler).squeeze(-1)
+                    obs, reward, terminated, truncated, _ = envs.step(actions.numpy())
+                    b_obs.append(obs_t)
+                    b_actions.append(actions)
+                    b_rewards.append(reward)
+                    b_dones.append(terminated | truncated)  # the time limit ends it too
+                    b_valid.append(running.copy())
+                    running &= ~(terminated | truncated)
+                valid = torch.from_numpy(np.stack(b_valid)).T  # [env, time]
+                rewards = torch.from_numpy(np.stack(b_rewards)).T[valid]
+                dones = torch.from_numpy(np.stack(b_dones)).T[valid]
+                batch = {
+                    "obs": torch.stack(b_obs).transpose(0, 1)[valid],
+                    "actions": torch.stack(b_actions).T[valid],
+                    # 2. Returns-to-go of the n episodes laid end to end.
+                    "returns": objective.returns(rewards, dones),
+                }
+                self.timesteps += int(valid.sum())
+
+                # 3. One gradient step on −mean(log π · Ĝ).
+                loss, stats = objective(self.policy, batch)
+                self.optimizer.zero_grad()
+                loss.backward()
+                self.optimizer.step()
+                self.updates += 1
+
+                # 4. Log.
+                lengths = valid.sum(dim=1).float()
+                metrics = {
+                    "timesteps": float(self.timesteps),
+                    "episode_reward": float(rewards.sum() / n),
+                    "episode_length": float(lengths.mean()),
+                    **stats,
+                }
+                if not notify_metrics(callbacks, self, self.timesteps, metrics):
+                    break
+        finally:
+            envs.close()
+        return metrics
+
+    # -- evaluation ------------------------------------------------------------------------
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """The deterministic (likeliest) action for each observation."""
+        return self.policy.act(obs, deterministic=True)
+
+    def evaluate(self, episodes: int = 10, video: Path | None = None) -> Evaluation:
+        """``episodes`` deterministic episodes side by side; the course's ``Mean reward`` line."""
+        with torch_threads(self.config.threads):
+            returns = evaluate_actions(self.act, episodes, seed=10_000 + self.config.seed)
+            lines = [mean_reward_line(returns)]
+            if video is not None:
+                from rlkit_cartpole.video import record_gif
+
+                frames = record_gif(self.act, Path(video), seed=self.config.seed)
+                lines.append(f"Wrote {video} ({frames} frames)")
+        metrics = {"mean_reward": float(returns.mean()), "std_reward": float(returns.std()),
+                   "episodes": float(episodes)}
+        return Evaluation(metrics, lines)
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def save(self, path: Path) -> None:
+        """Write the policy, the optimizer, the counters and the RNG states into ``path``."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        torch.save(
+            {
+                "policy": self.policy.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "sampler": self.sampler.get_state(),
+                "rng": self.rng.bit_generator.state,
+            },
+            path / CHECKPOINT,
+        )
+        info = {"algo": self.config.algo, "config": asdict(self.config),
+                "timesteps": self.timesteps, "updates": self.updates}
+        (path / TRAINER_JSON).write_text(json.dumps(info, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> NativeTrainer:
+        """Rebuild from ``save``'s folder, or from a run directory (its ``model/``)."""
+        path = model_folder(Path(path))
+        try:
+            info = json.loads((path / TRAINER_JSON).read_text())
+            trainer = cls(make_config(info["algo"], **info["config"]))
+            state = torch.load(path / CHECKPOINT, weights_only=False)
+            trainer.policy.load_state_dict(state["policy"])
+            trainer.optimizer.load_state_dict(state["optimizer"])
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise UsageError(f"{path} holds no usable native checkpoint ({exc})") from None
+        trainer.sampler.set_state(state["sampler"])
+        trainer.rng.bit_generator.state = state["rng"]
+        trainer.timesteps, trainer.updates = int(info["timesteps"]), int(info["updates"])
+        return trainer
+
+
+def model_folder(path: Path) -> Path:
+    """A run directory's ``model/`` folder, or ``path`` itself."""
+    if (path / "config.json").is_file() and (path / "model").is_dir():
+        return path / "model"
+    return path

@@ -1,0 +1,115 @@
+"""REINFORCE and PPO-clip as Objectives, built from the exercise functions.
+
+``impl="solution"`` uses the reference solutions; ``impl="student"`` the student's own files
+(``log_prob.py``, ``reinforce.py``, ``ppo.py`` in ``path``). Every formula the course asks
+students to write is called from here, and only from here:
+
+- REINFORCE: ``returns_to_go`` → ``log_prob`` → ``reinforce_loss``  (``entropy`` for the plot)
+- PPO:       ``gae`` → ``log_prob``, ``entropy`` → ``ppo_clip_loss``
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rlkit.impl import load_exercise_functions
+from rlkit.interfaces import Objective
+
+from rlkit_cartpole.policy import CartPolePolicy
+
+
+class ReinforceObjective(Objective):
+    """L = −mean(log π(a_t|s_t) · Ĝ_t) over whole episodes (Ĝ: standardized returns-to-go)."""
+
+    name = "reinforce"
+
+    def __init__(
+        self,
+        impl: str = "solution",
+        path: Path | None = None,
+        gamma: float = 0.99,
+        normalize: bool = True,
+    ) -> None:
+        self.probs = load_exercise_functions("log_prob", impl, path)
+        self.reinforce = load_exercise_functions("reinforce", impl, path)
+        self.gamma = gamma
+        self.normalize = normalize
+
+    def returns(self, rewards: torch.Tensor, dones: torch.Tensor) -> torch.Tensor:
+        """G_t for episodes laid end to end (``dones`` marks each episode's last step)."""
+        return self.reinforce.returns_to_go(rewards, self.gamma, dones)
+
+    def __call__(
+        self, policy: CartPolePolicy, batch: Mapping[str, Any]
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        logits = policy.logits(batch["obs"])
+        log_probs = self.probs.log_prob(logits, batch["actions"])
+        loss = self.reinforce.reinforce_loss(log_probs, batch["returns"], self.normalize)
+        with torch.no_grad():
+            entropy = self.probs.entropy(logits).mean()
+        return loss, {"policy_loss": loss.item(), "entropy": entropy.item()}
+
+
+class PPOObjective(Objective):
+    """PPO-clip with a critic: L = L_clip + c_v · (V(s) − R)² − c_e · H(π(·|s)) (as SB3 writes it).
+
+    Advantages are standardized per minibatch (as SB3 and CleanRL do) before they reach
+    ``ppo_clip_loss``; the exercise function itself takes them as given.
+    """
+
+    name = "ppo"
+
+    def __init__(
+        self,
+        impl: str = "solution",
+        path: Path | None = None,
+        gamma: float = 0.99,
+        lam: float = 0.95,
+        clip_eps: float = 0.2,
+        vf_coef: float = 0.5,
+        ent_coef: float = 0.0,
+    ) -> None:
+        self.probs = load_exercise_functions("log_prob", impl, path)
+        self.ppo = load_exercise_functions("ppo", impl, path)
+        self.gamma, self.lam = gamma, lam
+        self.clip_eps, self.vf_coef, self.ent_coef = clip_eps, vf_coef, ent_coef
+
+    def advantages(
+        self, rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(advantages, returns) for segments laid end to end; each segment ends with done=1
+        (any bootstrap value is already folded into that step's reward)."""
+        return self.ppo.gae(rewards, values, dones, 0.0, self.gamma, self.lam)
+
+    def old_log_probs(self, logits: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """log π_old(a|s) of the policy that collected the data (no gradient)."""
+        with torch.no_grad():
+            return self.probs.log_prob(logits, actions)
+
+    def __call__(
+        self, policy: CartPolePolicy, batch: Mapping[str, Any]
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        obs = batch["obs"]
+        logits = policy.logits(obs)
+        log_probs = self.probs.log_prob(logits, batch["actions"])
+        entropy = self.probs.entropy(logits).mean()
+        adv = batch["advantages"]
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8) if adv.numel() > 1 else adv
+        policy_loss = self.ppo.ppo_clip_loss(log_probs, batch["old_log_probs"], adv, self.clip_eps)
+        value_loss = (policy.value(obs) - batch["returns"]).pow(2).mean()
+        loss = policy_loss + self.vf_coef * value_loss - self.ent_coef * entropy
+        with torch.no_grad():
+            log_ratio = log_probs - batch["old_log_probs"]
+            clipped = ((log_ratio.exp() - 1.0).abs() > self.clip_eps).float().mean()
+            approx_kl = ((log_ratio.exp() - 1) - log_ratio).mean()
+        return loss, {
+            "policy_loss": policy_loss.item(),
+            "value_loss": value_loss.item(),
+            "entropy": entropy.item(),
+            "clip_fraction": float(clipped),
+            "approx_kl": float(approx_kl),
+        }

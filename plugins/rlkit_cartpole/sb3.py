@@ -1,0 +1,194 @@
+"""The course's run: Stable-Baselines3 PPO (or A2C) on CartPole-v1, with SB3's defaults.
+
+    env = gym.make("CartPole-v1")
+    model = PPO("MlpPolicy", env, seed=seed)
+    model.learn(total_timesteps=80_000)
+    mean, std = evaluate_policy(model, env, n_eval_episodes=10)   # "Mean reward: X +/- Y"
+
+What rlkit adds is the run directory: an SB3 callback hands every update's metrics (episodic
+reward and length, policy entropy, losses) to rlkit's callbacks, so the SB3 run logs, plots and
+resumes like a native one. Stable-Baselines3 is imported only here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from stable_baselines3 import A2C, PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from rlkit.errors import UsageError
+from rlkit.interfaces import Callback, Evaluation, Trainer, notify_metrics
+
+from rlkit_cartpole.env import make_env, mean_reward_line
+from rlkit_cartpole.native import model_folder
+
+ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C}
+MODEL_ZIP = "model.zip"
+TRAINER_JSON = "trainer.json"
+
+#: SB3 logger key → rlkit metric name (A2C and PPO name their policy loss differently)
+_SB3_KEYS = {
+    "train/policy_gradient_loss": "policy_loss",
+    "train/policy_loss": "policy_loss",
+    "train/value_loss": "value_loss",
+    "train/approx_kl": "approx_kl",
+    "train/clip_fraction": "clip_fraction",
+    "train/explained_variance": "explained_variance",
+}
+
+
+@dataclass
+class SB3Config:
+    """The course's settings: SB3's defaults for ``"MlpPolicy"`` (2×64 tanh MLP, separate
+    actor and critic), 80,000 steps."""
+
+    algo: str = "ppo"
+    timesteps: int = 80_000
+    seed: int = 0
+
+    def settings(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _ForwardMetrics(BaseCallback):
+    """SB3 callback → rlkit callbacks: one row of metrics after every SB3 update.
+
+    SB3's ``learn`` loop is: collect a rollout → log → ``train()``. ``train()`` records its
+    losses in the logger, so they are read when the next rollout starts (and when training
+    ends), together with the episodes finished in the rollout they were trained on.
+    """
+
+    def __init__(self, trainer: SB3Trainer, callbacks: Sequence[Callback]) -> None:
+        super().__init__()
+        self.trainer, self.callbacks = trainer, callbacks
+        self.rewards: list[float] = []
+        self.lengths: list[float] = []
+        self.pending = False  # a rollout was collected and trained on, not reported yet
+        self.stop = False
+
+    def _on_step(self) -> bool:
+        for info in self.locals.get("infos", []):
+            episode = info.get("episode")  # added by SB3's Monitor wrapper
+            if episode is not None:
+                self.rewards.append(float(episode["r"]))
+                self.lengths.append(float(episode["l"]))
+        return not self.stop
+
+    def _on_rollout_end(self) -> None:
+        self.pending = True
+
+    def _on_rollout_start(self) -> None:
+        self._report()
+
+    def _on_training_end(self) -> None:
+        self._report()
+
+    def _report(self) -> None:
+        if not self.pending:
+            return
+        self.pending = False
+        logged = self.model.logger.name_to_value
+        metrics = {"timesteps": float(self.num_timesteps)}
+        if self.rewards:
+            metrics["episode_reward"] = float(np.mean(self.rewards))
+            metrics["episode_length"] = float(np.mean(self.lengths))
+        self.rewards, self.lengths = [], []
+        if "train/entropy_loss" in logged:
+            metrics["entropy"] = -float(logged["train/entropy_loss"])  # SB3 logs −H
+        for key, name in _SB3_KEYS.items():
+            if key in logged:
+                metrics[name] = float(logged[key])
+        if not notify_metrics(self.callbacks, self.trainer, self.num_timesteps, metrics):
+            self.stop = True
+
+
+class SB3Trainer(Trainer):
+    """Stable-Baselines3 on CartPole-v1, behind rlkit's Trainer interface."""
+
+    task = "cartpole"
+    backend = "sb3"
+
+    def __init__(self, config: SB3Config, model: BaseAlgorithm | None = None) -> None:
+        if config.algo not in ALGORITHMS:
+            raise UsageError(f"unknown algorithm {config.algo!r} for the sb3 backend; use one "
+                             f"of: {', '.join(ALGORITHMS)}")
+        self.config = config
+        if model is None:
+            model = ALGORITHMS[config.algo]("MlpPolicy", make_env(), seed=config.seed, verbose=0)
+        self.model = model
+        self.interrupted = False
+
+    @property
+    def timesteps(self) -> int:
+        return int(self.model.num_timesteps)
+
+    def train(self, callbacks: Sequence[Callback] = ()) -> dict[str, float]:
+        """``model.learn`` up to ``config.timesteps`` steps in total; Ctrl-C stops cleanly."""
+        remaining = self.config.timesteps - self.timesteps
+        self.interrupted = False
+        for callback in callbacks:
+            callback.on_train_start(self)
+        if remaining > 0:
+            try:
+                self.model.learn(remaining, callback=_ForwardMetrics(self, callbacks),
+                                 log_interval=1, reset_num_timesteps=False)
+            except KeyboardInterrupt:
+                self.interrupted = True
+        for callback in callbacks:
+            callback.on_train_end(self)
+        return {"timesteps": float(self.timesteps)}
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """The deterministic action for each observation in a batch."""
+        actions, _ = self.model.predict(obs, deterministic=True)
+        return actions
+
+    def evaluate(self, episodes: int = 10, video: Path | None = None) -> Evaluation:
+        """The course's ``evaluate_policy(model, env, n_eval_episodes=10)``."""
+        env = DummyVecEnv([lambda: Monitor(make_env())])
+        env.seed(10_000 + self.config.seed)
+        try:
+            returns, _ = evaluate_policy(self.model, env, n_eval_episodes=episodes,
+                                         deterministic=True, return_episode_rewards=True)
+        finally:
+            env.close()
+        returns = np.asarray(returns, dtype=float)
+        lines = [mean_reward_line(returns)]
+        if video is not None:
+            from rlkit_cartpole.video import record_gif
+
+            frames = record_gif(self.act, Path(video), seed=self.config.seed)
+            lines.append(f"Wrote {video} ({frames} frames)")
+        metrics = {"mean_reward": float(returns.mean()), "std_reward": float(returns.std()),
+                   "episodes": float(episodes)}
+        return Evaluation(metrics, lines)
+
+    def save(self, path: Path) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.save(path / MODEL_ZIP)
+        info = {"config": asdict(self.config), "timesteps": self.timesteps}
+        (path / TRAINER_JSON).write_text(json.dumps(info, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> SB3Trainer:
+        """Rebuild from ``save``'s folder, or from a run directory (its ``model/``)."""
+        path = model_folder(Path(path))
+        try:
+            info = json.loads((path / TRAINER_JSON).read_text())
+            config = SB3Config(**info["config"])
+            algorithm = ALGORITHMS[config.algo]
+            model = algorithm.load(path / MODEL_ZIP, env=make_env())
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise UsageError(f"{path} holds no usable SB3 model ({exc})") from None
+        return cls(config, model)

@@ -1,0 +1,98 @@
+"""``rlkit check``, ``rlkit init``, ``rlkit release`` and ``rlkit vectors``. Heavy modules are
+imported inside the commands, so ``rlkit --help`` stays fast."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from rlkit.errors import RlkitError, UsageError
+
+
+@click.command(name="check")
+@click.argument("exercises", nargs=-1)
+@click.option("--path", "path", type=click.Path(path_type=Path), default=Path("."),
+              show_default=True, help="Your workspace: the folder with log_prob.py, ppo.py, ...")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
+@click.option("--hidden", is_flag=True,
+              help="Instructors: also run the hidden checks (not in student bundles).")
+def check_command(exercises: tuple[str, ...], path: Path, as_json: bool, hidden: bool) -> None:
+    """Check your exercise answers (all exercises, or the ones named).
+
+    Each exercise runs in its own sandboxed process; the report lists every check with its
+    points and, for a failing one, a small counterexample. Exit code 0 when all pass, 1
+    otherwise, 2 on usage errors.
+    """
+    from grader.api import check_workspace
+    from grader.model import HIDDEN, PUBLIC
+
+    report = check_workspace(path, exercises, HIDDEN if hidden else PUBLIC)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    elif sys.stdout.isatty():
+        from rich.console import Console
+
+        report.write_rich(Console(highlight=False))
+    else:
+        report.write_plain(sys.stdout)
+    if not report.passed:
+        sys.exit(1)
+
+
+@click.command(name="init")
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite exercise files that already exist.")
+def init_command(directory: Path, force: bool) -> None:
+    """Create a workspace: the exercise stubs and a README of what to do next."""
+    from grader.workspace import init_workspace
+
+    written = init_workspace(directory, force=force)
+    click.echo(f"Created {directory} with {', '.join(p.name for p in written)}.")
+    click.echo(f"Next: open {directory}/log_prob.py, then `rlkit check --path {directory}`.")
+
+
+@click.command(name="release")
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--force", is_flag=True, help="Write into a folder that is not empty.")
+def release_command(directory: Path, force: bool) -> None:
+    """Instructors: write the student bundle (stubs, public checks and their vectors; no
+    solutions, no hidden checks)."""
+    from grader.workspace import release_bundle
+
+    written = release_bundle(directory, force=force)
+    click.echo(f"Wrote the student bundle to {directory} ({len(written)} files). Students run "
+               f"`rlkit check --path {directory}` in it.")
+
+
+@click.command(name="vectors")
+@click.argument("exercises", nargs=-1)
+@click.option("--regenerate", is_flag=True,
+              help="Rewrite the stored vectors from the reference solutions.")
+def vectors_command(exercises: tuple[str, ...], regenerate: bool) -> None:
+    """Instructors: verify (default) or regenerate the stored test vectors that let students
+    self-check without the reference solutions. Exit 1 when they are stale."""
+    from grader import api
+
+    if regenerate:
+        for path in api.regenerate(exercises):
+            click.echo(f"Wrote {path}")
+        return
+    stale = api.verify(exercises)
+    for name, problems in stale.items():
+        if problems:
+            click.echo(f"{name}: STALE - {problems[0]}" + (
+                f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+        else:
+            click.echo(f"{name}: up to date")
+    if any(stale.values()):
+        raise RlkitError("stored vectors are stale; run `rlkit vectors --regenerate`")
+
+
+def register(cli: click.Group) -> None:
+    for command in (check_command, init_command, release_command, vectors_command):
+        if command.name in cli.commands:
+            raise UsageError(f"a command named {command.name!r} is already registered")
+        cli.add_command(command)

@@ -1,0 +1,153 @@
+"""What both DPO backends share: settings, model and data loading, evaluation, save and load.
+
+A backend (``native.py``, ``trl_backend.py``) only adds ``train``. Evaluating, saving and
+reopening a run are the same whatever trained it, so ``rlkit eval RUN`` never imports TRL.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from rlkit.errors import UsageError
+from rlkit.impl import IMPLS, load_exercise_functions
+from rlkit.interfaces import Evaluation, Trainer
+from rlkit.runs import Run
+from rlkit_dpo import evaluate as ev
+from rlkit_dpo.config import DPOSettings
+from rlkit_dpo.data import DEFAULT_HELDOUT, DEFAULT_TRAIN, load_jsonl
+from rlkit_dpo.model import load_model, resolve_model
+from rlkit_dpo.policy import LanguageModelPolicy
+
+JUDGES = ("polite", "none")
+EVAL_FILE = "eval.json"
+#: ``rlkit eval``'s default ``--episodes``; for DPO it means "the whole held-out split".
+CLI_DEFAULT_EPISODES = 10
+
+
+class DPOTrainerBase(Trainer):
+    """Loads the model and data named by the settings; evaluates before vs. after."""
+
+    task: ClassVar[str] = "dpo"
+    backend: ClassVar[str] = ""
+
+    def __init__(self, settings: DPOSettings | None = None, *, weights: Path | None = None,
+                 **overrides: Any) -> None:
+        self.settings = s = settings or DPOSettings(**overrides)
+        _validate(s)
+        #: the exercise functions training uses (the student's own with impl="student")
+        self.functions = load_exercise_functions("dpo", s.impl, Path(s.path) if s.path else None)
+        #: evaluation is a measurement, so it always scores with the reference functions
+        self.reference_functions = load_exercise_functions("dpo", "solution")
+        self.train_rows = load_jsonl(s.data or DEFAULT_TRAIN, "--data") if weights is None else []
+        self.heldout_rows = self._heldout_rows()
+        self.model, self.tokenizer = load_model(str(weights) if weights is not None else s.model)
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.model.to(self.device)
+        self.policy = LanguageModelPolicy(self.model, self.tokenizer,
+                                          self.functions.sequence_log_probs)
+        self.trained = weights is not None
+        self._before: ev.Samples | None = None
+        self._reference_heldout: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._after: ev.Samples | None = None
+
+    def _heldout_rows(self) -> list[dict[str, str]]:
+        s = self.settings
+        if s.eval_data:
+            return load_jsonl(s.eval_data, "--eval-data")
+        if s.data is None:
+            return load_jsonl(DEFAULT_HELDOUT, "--eval-data")
+        return []
+
+    # -- evaluation ------------------------------------------------------------------------
+    def eval_rows(self, episodes: int | None = None) -> list[dict[str, str]]:
+        """The held-out rows to evaluate on: ``episodes`` of them, or ``eval_prompts``, or all."""
+        n = self.settings.eval_prompts if episodes in (None, CLI_DEFAULT_EPISODES) else episodes
+        return self.heldout_rows[:n] if n else self.heldout_rows
+
+    def snapshot_reference(self, episodes: int | None = None) -> None:
+        """Record the model's answers and held-out log-probs *before* training (the reference)."""
+        rows = self.eval_rows(episodes)
+        if not rows:
+            return
+        policy = self._scoring_policy(self.model)
+        self._before = self._sample(policy, rows)
+        self._reference_heldout = ev.sequence_log_probs_of(policy, rows, self.settings.max_length)
+
+    def evaluate(self, episodes: int = CLI_DEFAULT_EPISODES, video: Path | None = None) -> Evaluation:
+        """Held-out prompts before vs. after DPO. ``episodes`` = how many held-out prompts
+        (``rlkit eval``'s default, 10, means all of them); ``video`` does not apply to text."""
+        rows = self.eval_rows(episodes)
+        if not rows:
+            return Evaluation({}, ["No held-out data to evaluate on: pass --eval-data FILE.jsonl."])
+        if self._before is None or len(self._before.prompts) != len(rows):
+            reference, _ = load_model(self.settings.model)
+            reference.to(self.device)
+            policy = self._scoring_policy(reference)
+            self._before = self._sample(policy, rows)
+            self._reference_heldout = ev.sequence_log_probs_of(policy, rows, self.settings.max_length)
+            del reference, policy
+        self._after = after = self._sample(self._scoring_policy(self.model), rows)
+        accuracy = None
+        if self._reference_heldout is not None:
+            accuracy = ev.reward_accuracy(self._scoring_policy(self.model), self._reference_heldout,
+                                          rows, self.settings.beta)
+        return ev.report(self._before, after, accuracy)
+
+    def _scoring_policy(self, model: Any) -> LanguageModelPolicy:
+        return LanguageModelPolicy(model, self.tokenizer, self.reference_functions.sequence_log_probs)
+
+    def _sample(self, policy: LanguageModelPolicy, rows: list[dict[str, str]]) -> ev.Samples:
+        s = self.settings
+        return ev.sample_answers(policy, [r["prompt"] for r in rows], s.judge, s.max_new_tokens,
+                                 seed=s.seed)
+
+    def write_evaluation(self, result: Evaluation, run_dir: Path) -> Path:
+        """``eval.json``: the numbers and every sampled answer, before and after."""
+        path = Path(run_dir) / EVAL_FILE
+        data = {"metrics": result.metrics}
+        if self._before is not None:
+            data["before"] = ev.as_dict(self._before)
+        if self._after is not None:
+            data["after"] = ev.as_dict(self._after)
+        path.write_text(json.dumps(data, indent=2) + "\n")
+        return path
+
+    # -- save / load -----------------------------------------------------------------------
+    def save(self, path: Path) -> None:
+        """The trained model and its tokenizer, in ``save_pretrained`` format (loadable by any
+        Hugging Face tool, and by ``--model PATH`` for another round)."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+
+    @classmethod
+    def load(cls, path: Path) -> DPOTrainerBase:
+        """Reopen a run directory: its settings, and its trained model as the policy."""
+        run = Run.open(path)
+        weights = run.model_dir
+        if not (weights / "config.json").is_file():
+            raise UsageError(f"{path} has no trained model yet ({weights} is missing); "
+                             "was the training interrupted?")
+        return cls(DPOSettings.from_dict(run.settings), weights=weights)
+
+
+def _validate(s: DPOSettings) -> None:
+    if s.impl not in IMPLS:
+        raise UsageError(f"--impl must be one of {', '.join(IMPLS)}, not {s.impl!r}")
+    if s.judge not in JUDGES:
+        raise UsageError(f"--judge must be one of {', '.join(JUDGES)}, not {s.judge!r}")
+    for name in ("beta", "learning_rate"):
+        if not getattr(s, name) > 0:
+            raise UsageError(f"{name} must be positive, not {getattr(s, name)}")
+    for name in ("per_device_train_batch_size", "num_train_epochs", "max_length", "logging_steps",
+                 "max_new_tokens"):
+        if getattr(s, name) < 1:
+            raise UsageError(f"{name} must be at least 1, not {getattr(s, name)}")
+    if s.max_steps is not None and s.max_steps < 1:
+        raise UsageError(f"max_steps must be at least 1, not {s.max_steps}")
+    resolve_model(s.model)  # a missing folder fails here, before anything heavy

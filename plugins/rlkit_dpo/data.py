@@ -1,0 +1,131 @@
+"""Preference data: JSONL files of ``{"prompt", "chosen", "rejected"}`` rows, checked line by
+line, and turned into the tensors DPO needs exactly the way TRL's ``DPOTrainer`` does it, so
+that both backends see identical tokens (and agree on the loss to 1e-5).
+
+Tokenization (TRL 1.x, plain-text rows): the EOS text is appended to each answer; ``prompt``,
+``prompt + chosen`` and ``prompt + rejected`` are tokenized separately, and the completion
+starts where the prompt's ids stop being a prefix. A batch stacks the chosen sequences on top
+of the rejected ones, ``[2B, L]``, right-padded, with ``completion_mask`` 1 on answer tokens.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rlkit.errors import UsageError
+
+COLUMNS = ("prompt", "chosen", "rejected")
+ASSETS_DATA = Path(__file__).resolve().parent / "assets" / "data"
+DEFAULT_TRAIN = ASSETS_DATA / "train.jsonl"
+DEFAULT_HELDOUT = ASSETS_DATA / "heldout.jsonl"
+
+
+def load_jsonl(path: Path | str, flag: str = "--data") -> list[dict[str, str]]:
+    """Rows of a preference JSONL file; any bad line stops with one line naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{flag} {path}: no such file; pass a JSONL file of prompt/chosen/rejected rows")
+    rows = []
+    with path.open(encoding="utf-8") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UsageError(
+                    f"{where}: not valid JSON ({exc.msg} at column {exc.colno}); each line must be "
+                    'one object like {"prompt": ..., "chosen": ..., "rejected": ...}'
+                ) from None
+            if not isinstance(row, dict):
+                raise UsageError(
+                    f"{where}: expected a JSON object with {', '.join(COLUMNS)}, "
+                    f"got a {type(row).__name__}"
+                )
+            missing = [c for c in COLUMNS if c not in row]
+            if missing:
+                raise UsageError(
+                    f"{where}: missing column{'s' if len(missing) > 1 else ''} "
+                    f"{', '.join(missing)}; every line needs {', '.join(COLUMNS)}"
+                )
+            for column in COLUMNS:
+                value = row[column]
+                if not isinstance(value, str):
+                    raise UsageError(
+                        f"{where}: {column} must be a string, got {type(value).__name__}"
+                    )
+                if not value.strip():
+                    raise UsageError(f"{where}: {column} is empty; give every row some text")
+            rows.append({c: row[c] for c in COLUMNS})
+    if not rows:
+        raise UsageError(f"{flag} {path}: the file has no rows")
+    return rows
+
+
+@dataclass
+class EncodedPair:
+    prompt_ids: list[int]
+    chosen_ids: list[int]
+    rejected_ids: list[int]
+
+
+def _common_prefix_length(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def encode_pairs(tokenizer: Any, rows: list[dict[str, str]]) -> list[EncodedPair]:
+    """Token ids of each pair, split as TRL splits them (see the module docstring)."""
+    eos = tokenizer.eos_token
+    prompts = [r["prompt"] for r in rows]
+    chosen = [r["prompt"] + _with_eos(r["chosen"], eos) for r in rows]
+    rejected = [r["prompt"] + _with_eos(r["rejected"], eos) for r in rows]
+    p_ids = tokenizer(prompts)["input_ids"]
+    c_ids = tokenizer(chosen)["input_ids"]
+    r_ids = tokenizer(rejected)["input_ids"]
+    pairs = []
+    for p, c, r in zip(p_ids, c_ids, r_ids):
+        n = min(_common_prefix_length(p, c), _common_prefix_length(p, r))
+        pairs.append(EncodedPair(p[:n], c[n:], r[n:]))
+    return pairs
+
+
+def _with_eos(text: str, eos: str) -> str:
+    return text if text.endswith(eos) else text + eos
+
+
+def drop_too_long(pairs: list[EncodedPair], max_length: int | None) -> list[EncodedPair]:
+    """Pairs whose prompt alone fills ``max_length`` carry no completion token: TRL drops them."""
+    if max_length is None:
+        return pairs
+    return [p for p in pairs if len(p.prompt_ids) < max_length]
+
+
+def collate(pairs: list[EncodedPair], pad_token_id: int, max_length: int | None) -> dict[str, Any]:
+    """``input_ids``, ``attention_mask``, ``completion_mask``: ``[2B, L]``, chosen rows first."""
+    import torch
+
+    seqs, masks = [], []
+    for key in ("chosen_ids", "rejected_ids"):
+        for p in pairs:
+            answer = getattr(p, key)
+            seqs.append((p.prompt_ids + answer)[:max_length])
+            masks.append(([0] * len(p.prompt_ids) + [1] * len(answer))[:max_length])
+    width = max(len(s) for s in seqs)
+    input_ids = torch.full((len(seqs), width), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    completion_mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, (s, m) in enumerate(zip(seqs, masks)):
+        input_ids[i, : len(s)] = torch.tensor(s)
+        attention_mask[i, : len(s)] = 1
+        completion_mask[i, : len(m)] = torch.tensor(m)
+    return {"input_ids": input_ids, "attention_mask": attention_mask,
+            "completion_mask": completion_mask}

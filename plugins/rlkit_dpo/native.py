@@ -1,0 +1,118 @@
+"""rlkit's own DPO loop, readable top to bottom.
+
+    1. tokenize every pair once (exactly as TRL does, see ``data.py``);
+    2. compute the reference log-probs log π_ref(y|x) of every chosen and rejected answer ONCE,
+       with the model as it is before training: the reference is frozen, so recomputing them
+       every step (as TRL does by default) would only burn time, and no second model is kept;
+    3. for each batch: log π(y|x) = sequence_log_probs of the completions (the policy), then
+       the DPO Objective built on ``dpo_loss``, backward, clip, AdamW step.
+
+The optimizer and schedule are TRL's (Hugging Face ``Trainer``) defaults: AdamW
+(β = 0.9/0.999, ε = 1e-8, no weight decay), learning rate decaying linearly to 0, gradients
+clipped to norm 1, so both backends train the same way on the same settings.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+
+import torch
+
+from rlkit.interfaces import Callback, notify_metrics
+from rlkit_dpo.base import DPOTrainerBase
+from rlkit_dpo.data import EncodedPair, collate, drop_too_long, encode_pairs
+from rlkit_dpo.objective import DPOObjective
+
+REFERENCE_BATCH = 64
+
+
+class NativeTrainer(DPOTrainerBase):
+    """DPO on rlkit's interfaces: a LanguageModelPolicy and a DPOObjective."""
+
+    backend = "native"
+
+    def train(self, callbacks: Sequence[Callback] = ()) -> Mapping[str, float]:
+        from tqdm.auto import tqdm
+
+        s = self.settings
+        start = time.perf_counter()
+        torch.manual_seed(s.seed)
+        pad = self.tokenizer.pad_token_id
+        pairs = drop_too_long(encode_pairs(self.tokenizer, self.train_rows), s.max_length)
+        if not pairs:
+            return {}
+        objective = DPOObjective(self.functions.dpo_loss, beta=s.beta)
+        ref_chosen, ref_rejected = self.reference_log_probs(pairs)
+
+        steps_per_epoch = math.ceil(len(pairs) / s.per_device_train_batch_size)
+        total = steps_per_epoch * s.num_train_epochs
+        if s.max_steps is not None:
+            total = s.max_steps
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=s.learning_rate, betas=(0.9, 0.999), eps=1e-8,
+                                      weight_decay=0.0)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: max(0.0, 1 - k / total))
+        order = torch.Generator().manual_seed(s.seed)
+
+        for callback in callbacks:
+            callback.on_train_start(self)
+        bar = tqdm(total=total, desc="DPO (native)", unit="step", dynamic_ncols=True)
+        self.model.train()
+        step, window, logged, pairs_seen = 0, [], {}, 0
+        keep_going = True
+        while keep_going and step < total:
+            permutation = torch.randperm(len(pairs), generator=order)
+            for first in range(0, len(pairs), s.per_device_train_batch_size):
+                index = permutation[first:first + s.per_device_train_batch_size]
+                batch = collate([pairs[i] for i in index], pad, s.max_length)
+                batch = {k: v.to(self.device) for k, v in batch.items()}
+                batch["ref_chosen_logps"] = ref_chosen[index]
+                batch["ref_rejected_logps"] = ref_rejected[index]
+
+                loss, metrics = objective(self.policy, batch)
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(params, s.max_grad_norm)
+                optimizer.step()
+                schedule.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                pairs_seen += len(index)
+
+                metrics["grad_norm"] = grad_norm.item()
+                window.append(metrics)
+                bar.update(1)
+                if step % s.logging_steps == 0 or step == total:
+                    logged = {k: sum(m[k] for m in window) / len(window) for k in window[0]}
+                    logged["learning_rate"] = schedule.get_last_lr()[0]
+                    logged["epoch"] = step / steps_per_epoch
+                    window = []
+                    bar.set_postfix(loss=f"{logged['loss']:.3f}",
+                                    margin=f"{logged['rewards/margins']:.2f}")
+                    keep_going = notify_metrics(callbacks, self, step, logged)
+                if not keep_going or step >= total:
+                    break
+        bar.close()
+        self.model.eval()
+        for callback in callbacks:
+            callback.on_train_end(self)
+        seconds = time.perf_counter() - start
+        return {**logged, "train_seconds": seconds, "train_pairs": float(pairs_seen),
+                "train_pairs_per_second": pairs_seen / seconds, "steps": float(step)}
+
+    @torch.no_grad()
+    def reference_log_probs(self, pairs: list[EncodedPair]) -> tuple[torch.Tensor, torch.Tensor]:
+        """log π_ref of every chosen and rejected answer, with the model before any update."""
+        self.model.eval()
+        chosen, rejected = [], []
+        for first in range(0, len(pairs), REFERENCE_BATCH):
+            batch = collate(pairs[first:first + REFERENCE_BATCH], self.tokenizer.pad_token_id,
+                            self.settings.max_length)
+            logps = self.policy.completion_log_probs(
+                *(batch[k].to(self.device) for k in ("input_ids", "attention_mask", "completion_mask"))
+            )
+            c, r = logps.chunk(2, dim=0)
+            chosen.append(c)
+            rejected.append(r)
+        return torch.cat(chosen), torch.cat(rejected)

@@ -1,0 +1,188 @@
+"""The default preference task: answer politely, not rudely.
+
+Every prompt is a simple factual question ("What is the capital of France?"). The preferred
+answer and the rejected answer carry the same fact; they differ only in manner: a polite,
+helpful opener and closer ("Sure! ... Hope this helps.") versus a curt, rude one ("Ugh. ...
+Stop wasting my time."). Because the difference is a surface property, a *rule* can judge any
+sampled completion, which is what lets rlkit measure alignment without a reward model or a
+human: the held-out preferred rate is the fraction of sampled answers the rule calls polite.
+
+The data is generated deterministically from the tables below, so the shipped JSONL files can
+always be rebuilt (``write_splits``) and checked against the code.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+#: How a question is shown to the model; the completion starts right after "Assistant:".
+PROMPT_FORMAT = "User: {question}\nAssistant:"
+
+POLITE_OPENERS = ("Sure!", "Of course!", "Happy to help!", "Great question!", "Certainly!")
+POLITE_CLOSERS = (
+    "Hope this helps.",
+    "Have a nice day!",
+    "Let me know if you need anything else.",
+    "Thanks for asking!",
+)
+RUDE_OPENERS = ("Ugh.", "Whatever.", "Obviously.", "Seriously?", "Fine.")
+RUDE_CLOSERS = (
+    "Now leave me alone.",
+    "Stop wasting my time.",
+    "Figure it out yourself next time.",
+    "Don't ask me again.",
+)
+
+#: Any of these (lower case) makes an answer rude; each rude opener/closer contains one.
+RUDE_MARKERS = (
+    "ugh", "whatever", "obviously", "seriously", "fine.",
+    "leave me alone", "wasting my time", "figure it out", "don't ask",
+)
+
+CAPITALS = {
+    "France": "Paris", "Japan": "Tokyo", "Italy": "Rome", "Spain": "Madrid",
+    "Germany": "Berlin", "Egypt": "Cairo", "Canada": "Ottawa", "Peru": "Lima",
+    "Kenya": "Nairobi", "Norway": "Oslo", "Greece": "Athens", "Chile": "Santiago",
+    "Cuba": "Havana", "Ireland": "Dublin", "Poland": "Warsaw", "Portugal": "Lisbon",
+    "Austria": "Vienna", "Sweden": "Stockholm", "Russia": "Moscow", "China": "Beijing",
+    "India": "New Delhi", "Mexico": "Mexico City", "Brazil": "Brasilia", "Australia": "Canberra",
+}
+COLORS = {
+    "the sky": "blue", "grass": "green", "a banana": "yellow", "snow": "white",
+    "coal": "black", "a tomato": "red", "an orange": "orange", "a lemon": "yellow",
+    "the sea": "blue", "a leaf": "green", "milk": "white", "a cherry": "red",
+    "a crow": "black", "a carrot": "orange", "chocolate": "brown", "a plum": "purple",
+}
+SOUNDS = {
+    "a cow": "moo", "a dog": "woof", "a cat": "meow", "a duck": "quack",
+    "a sheep": "baa", "a pig": "oink", "a horse": "neigh", "an owl": "hoot",
+    "a lion": "roar", "a snake": "hiss", "a mouse": "squeak", "a frog": "croak",
+}
+OPPOSITES = {
+    "hot": "cold", "big": "small", "up": "down", "day": "night", "fast": "slow",
+    "old": "new", "happy": "sad", "light": "dark", "open": "closed", "early": "late",
+    "full": "empty", "hard": "soft", "high": "low", "left": "right", "wet": "dry",
+    "loud": "quiet", "rich": "poor", "strong": "weak", "thick": "thin", "first": "last",
+}
+LEGS = {
+    "a spider": "eight", "a dog": "four", "a bird": "two", "an ant": "six",
+    "a cat": "four", "a horse": "four", "a bee": "six", "a duck": "two",
+    "a crab": "ten", "an octopus": "eight", "a chicken": "two", "a beetle": "six",
+}
+
+
+def _facts() -> list[tuple[list[str], str]]:
+    """(question phrasings, plain answer) for every fact."""
+    facts: list[tuple[list[str], str]] = []
+    for country, city in CAPITALS.items():
+        facts.append(([f"What is the capital of {country}?",
+                       f"Which city is the capital of {country}?",
+                       f"Tell me the capital of {country}.",
+                       f"Do you know the capital of {country}?",
+                       f"Can you name the capital of {country}?"],
+                      f"The capital of {country} is {city}."))
+    for thing, color in COLORS.items():
+        facts.append(([f"What color is {thing}?",
+                       f"Which color is {thing}?",
+                       f"Tell me the color of {thing}.",
+                       f"Do you know what color {thing} is?",
+                       f"Can you say what color {thing} is?"],
+                      f"{thing[0].upper()}{thing[1:]} is {color}."))
+    for animal, sound in SOUNDS.items():
+        facts.append(([f"What sound does {animal} make?",
+                       f"What does {animal} say?",
+                       f"Tell me the sound {animal} makes.",
+                       f"Do you know what sound {animal} makes?",
+                       f"Can you say what sound {animal} makes?"],
+                      f"{animal[0].upper()}{animal[1:]} says {sound}."))
+    for word, opposite in OPPOSITES.items():
+        facts.append(([f"What is the opposite of {word}?",
+                       f"Which word is the opposite of {word}?",
+                       f"Tell me the opposite of {word}.",
+                       f"Do you know the opposite of {word}?",
+                       f"Can you name the opposite of {word}?"],
+                      f"The opposite of {word} is {opposite}."))
+    for animal, n in LEGS.items():
+        facts.append(([f"How many legs does {animal} have?",
+                       f"How many legs has {animal} got?",
+                       f"Tell me how many legs {animal} has.",
+                       f"Do you know how many legs {animal} has?",
+                       f"Can you say how many legs {animal} has?"],
+                      f"{animal[0].upper()}{animal[1:]} has {n} legs."))
+    return facts
+
+
+def polite(answer: str, rng: random.Random) -> str:
+    return f" {rng.choice(POLITE_OPENERS)} {answer} {rng.choice(POLITE_CLOSERS)}"
+
+
+def rude(answer: str, rng: random.Random) -> str:
+    return f" {rng.choice(RUDE_OPENERS)} {answer} {rng.choice(RUDE_CLOSERS)}"
+
+
+def make_splits(
+    seed: int = 0, heldout_fraction: float = 0.2, pairs_per_prompt: int = 3
+) -> tuple[list[dict], list[dict]]:
+    """(train, held-out) preference rows ``{"prompt", "chosen", "rejected"}``.
+
+    Held-out prompts are phrasings never seen in training (the facts themselves may be known),
+    so the held-out rate measures whether the *manner* generalises, not memorised prompts.
+    Each training prompt gets ``pairs_per_prompt`` pairs with different openers and closers;
+    each held-out prompt gets one.
+    """
+    rng = random.Random(seed)
+    questions = [(PROMPT_FORMAT.format(question=q), answer)
+                 for phrasings, answer in _facts() for q in phrasings]
+    rng.shuffle(questions)
+    n_heldout = round(len(questions) * heldout_fraction)
+
+    def pairs(prompt: str, answer: str, n: int) -> list[dict]:
+        return [{"prompt": prompt, "chosen": polite(answer, rng), "rejected": rude(answer, rng)}
+                for _ in range(n)]
+
+    heldout = [row for p, a in questions[:n_heldout] for row in pairs(p, a, 1)]
+    train = [row for p, a in questions[n_heldout:] for row in pairs(p, a, pairs_per_prompt)]
+    rng.shuffle(train)
+    return train, heldout
+
+
+def sft_corpus(train: list[dict]) -> list[str]:
+    """Texts for the supervised pre-training: every prompt with *both* of its answers, so the
+    model starts out answering politely and rudely about equally often."""
+    return [row["prompt"] + row[key] for row in train for key in ("chosen", "rejected")]
+
+
+def judge(completion: str) -> str:
+    """The rule: ``"polite"`` (preferred), ``"rude"`` (rejected), or ``"unclear"``.
+
+    Rude: any rude phrase anywhere. Polite: no rude phrase, a polite opener first and a polite
+    closer somewhere after it, so babble that merely contains "Sure!" does not count as polite.
+    """
+    text = completion.strip().lower()
+    if any(m in text for m in RUDE_MARKERS):
+        return "rude"
+    opener = next((o for o in POLITE_OPENERS if text.startswith(o.lower())), None)
+    if opener and any(c.lower() in text[len(opener):] for c in POLITE_CLOSERS):
+        return "polite"
+    return "unclear"
+
+
+def is_preferred(completion: str) -> bool:
+    return judge(completion) == "polite"
+
+
+def write_jsonl(rows: list[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as fh:
+        for row in rows:
+            fh.write(json.dumps(row) + "\n")
+
+
+def write_splits(folder: Path, seed: int = 0) -> tuple[Path, Path]:
+    """Write ``train.jsonl`` and ``heldout.jsonl`` into ``folder``."""
+    train, heldout = make_splits(seed)
+    write_jsonl(train, folder / "train.jsonl")
+    write_jsonl(heldout, folder / "heldout.jsonl")
+    return folder / "train.jsonl", folder / "heldout.jsonl"
