@@ -54,7 +54,7 @@ def gae(
     ``dones[t]`` true means the episode ended at step t: nothing is bootstrapped across it
     (neither V_{t+1} nor A_{t+1}).
 
-    Shapes: ``rewards``, ``values`` [T] float, ``dones`` [T] bool (or 0/1). Both outputs are
+    Shapes: ``rewards``, ``values`` [T] float, ``dones`` [T] bool. Both outputs are
     [T] in the rewards' dtype. Plain data: the outputs carry no gradient.
 
     Pitfalls: the "next value" of step t is V_{t+1} (off-by-one); use λ only in the recursion

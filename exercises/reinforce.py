@@ -22,7 +22,7 @@ def returns_to_go(
     ``dones[t]`` is true the episode ended at step t, so G_t = r_t: nothing from the next
     episode leaks in (the running sum restarts).
 
-    Shapes: ``rewards`` [T] float; ``dones`` [T] bool (or 0/1) or None (one single episode);
+    Shapes: ``rewards`` [T] float; ``dones`` [T] bool, or None (one single episode);
     result [T] in the rewards' dtype. The inputs carry no gradient (plain data).
 
     Pitfalls: γ multiplies the *future* (G_{t+1}), not the past — a forward cumulative sum is

@@ -68,52 +68,73 @@ def load_vectors(exercise: Any, bundle: Path | None = None) -> ExerciseVectors:
     except (FileNotFoundError, ValueError, KeyError, OSError) as exc:
         raise RlkitError(
             f"no usable checks for {exercise.name} ({exc}); an instructor regenerates them "
-            "with `rlkit vectors --regenerate`") from None
+            "with `rlkit vectors --regenerate`"
+        ) from None
 
 
 # ----------------------------------------------------------------------------- grading
 
 
-def _mistake_note(check: CheckData, got: Sequence[Outcome | None],
-                  vectors: ExerciseVectors) -> str:
+def _mistake_note(check: CheckData, got: Sequence[Outcome | None], vectors: ExerciseVectors) -> str:
     name = recognize(check, got, vectors.mistakes)
     if name is None:
         return ""
     return f" Looks like a classic mistake: {vectors.mistakes[name]}"
 
 
-def grade(vectors: ExerciseVectors, checks: Sequence[CheckData],
-          outcomes: Sequence[Sequence[Outcome | None]], problem: str | None = None
-          ) -> ExerciseReport:
+def grade(
+    vectors: ExerciseVectors,
+    checks: Sequence[CheckData],
+    outcomes: Sequence[Sequence[Outcome | None]],
+    problem: str | None = None,
+) -> ExerciseReport:
     """Judge each check on its outcomes (one list per check, one outcome per call)."""
     report = ExerciseReport(vectors.exercise, problem=problem)
     for check, got in zip(checks, outcomes):
         if problem is not None:
-            report.checks.append(CheckResult(check.name, False, 0, check.points, problem,
-                                             check.function, check.visibility))
+            report.checks.append(
+                CheckResult(
+                    check.name, False, 0, check.points, problem, check.function, check.visibility
+                )
+            )
             continue
         verdict = judge(check, list(got), vectors.arrays)
         message = verdict.message
         if not verdict.passed:
-            message += _mistake_note(check, got, vectors)
-        report.checks.append(CheckResult(check.name, verdict.passed,
-                                         check.points if verdict.passed else 0, check.points,
-                                         message, check.function, check.visibility))
+            note = _mistake_note(check, got, vectors)
+            if note:
+                message = message.rstrip(". ") + "." + note
+        report.checks.append(
+            CheckResult(
+                check.name,
+                verdict.passed,
+                check.points if verdict.passed else 0,
+                check.points,
+                message,
+                check.function,
+                check.visibility,
+            )
+        )
     return report
 
 
-def _split(checks: Sequence[CheckData], flat: Sequence[Outcome | None]
-           ) -> list[list[Outcome | None]]:
+def _split(
+    checks: Sequence[CheckData], flat: Sequence[Outcome | None]
+) -> list[list[Outcome | None]]:
     out, i = [], 0
     for check in checks:
-        out.append(list(flat[i:i + len(check.calls)]))
+        out.append(list(flat[i : i + len(check.calls)]))
         i += len(check.calls)
     return out
 
 
-def check_module(exercise: str, module: Any, visibility: str = PUBLIC,
-                 functions: Sequence[str] | None = None, bundle: Path | None = None
-                 ) -> ExerciseReport:
+def check_module(
+    exercise: str,
+    module: Any,
+    visibility: str = PUBLIC,
+    functions: Sequence[str] | None = None,
+    bundle: Path | None = None,
+) -> ExerciseReport:
     """Grade trusted code in this process: ``module`` is anything with the exercise's functions
     as attributes (a module, a namespace) or a mapping name → function."""
     from grader.worker import execute_call
@@ -144,9 +165,12 @@ def _unique(calls: Sequence[CallData]) -> tuple[list[CallData], list[int]]:
     return unique, where
 
 
-def check_workspace(path: Path | str = ".", exercises: Iterable[str] = (),
-                    visibility: str = PUBLIC, limits: Mapping[str, float] | None = None
-                    ) -> Report:
+def check_workspace(
+    path: Path | str = ".",
+    exercises: Iterable[str] = (),
+    visibility: str = PUBLIC,
+    limits: Mapping[str, float] | None = None,
+) -> Report:
     """Grade the student's ``<path>/<exercise>.py`` files, each exercise in its own sandboxed
     process, all exercises at once."""
     from grader.sandbox import Job, Sandbox
@@ -155,8 +179,10 @@ def check_workspace(path: Path | str = ".", exercises: Iterable[str] = (),
     start = time.perf_counter()
     folder = Path(path)
     if not folder.is_dir():
-        raise UsageError(f"{folder} is not a folder; pass --path to your workspace "
-                         "(create one with `rlkit init DIR`)")
+        raise UsageError(
+            f"{folder} is not a folder; pass --path to your workspace "
+            "(create one with `rlkit init DIR`)"
+        )
     selected = select_exercises(exercises)
     sandbox = Sandbox(limits)  # starts loading torch now, while we prepare the jobs
     try:
@@ -189,19 +215,22 @@ def check_workspace(path: Path | str = ".", exercises: Iterable[str] = (),
 # ----------------------------------------------------------------------------- vectors
 
 
-def _mistakes_for(exercise: str) -> list[Any]:
-    """The classic mistakes of an exercise, from the course's mistakes suite (source tree)."""
+#: the course's classic mistakes and alternative answers live with its tests (source tree)
+MISTAKES_DIR = Path(__file__).resolve().parent.parent / "tests" / "mistakes"
+
+
+def mistakes_suite(exercise: str) -> Any | None:
+    """``tests/mistakes/<exercise>_mistakes.py`` (MISTAKES, ALTERNATIVES), if present."""
     import importlib.util
 
-    folder = Path(__file__).resolve().parent.parent / "tests" / "mistakes"
-    file = folder / f"{exercise}.py"
+    file = MISTAKES_DIR / f"{exercise}_mistakes.py"
     if not file.is_file():
-        return []
+        return None
     spec = importlib.util.spec_from_file_location(f"rlkit_mistakes_{exercise}", file)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return list(getattr(module, "MISTAKES", []))
+    return module
 
 
 def build_vectors(exercise: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -209,22 +238,25 @@ def build_vectors(exercise: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]
     from rlkit.errors import RlkitError
 
     if exercise.solution is None:
-        raise RlkitError(f"{exercise.name} has no reference solution installed; vectors are "
-                         "generated from it")
+        raise RlkitError(
+            f"{exercise.name} has no reference solution installed; vectors are generated from it"
+        )
     reference = importlib.import_module(exercise.solution)
     checks = store.load_checks(exercise.checks)
-    return store.generate(exercise.name, exercise.functions, checks, reference,
-                          _mistakes_for(exercise.name))
+    suite = mistakes_suite(exercise.name)
+    mistakes = list(getattr(suite, "MISTAKES", [])) if suite is not None else []
+    return store.generate(exercise.name, exercise.functions, checks, reference, mistakes)
 
 
-def regenerate(names: Iterable[str] = ()) -> list[Path]:
-    """Rewrite the stored vectors of the given (default: all) exercises."""
+def regenerate(names: Iterable[str] = ()) -> list[tuple[Path, int]]:
+    """Rewrite the stored vectors of the given (default: all) exercises; returns each file
+    written with the number of classic mistakes its feedback can name."""
     written = []
     for ex in select_exercises(names):
         doc, arrays = build_vectors(ex)
         stem = store.package_vectors_stem(ex.checks)
         store.write(doc, arrays, stem)
-        written.append(stem.with_name(stem.name + store.SUFFIX_JSON))
+        written.append((stem.with_name(stem.name + store.SUFFIX_JSON), len(doc["mistakes"])))
     return written
 
 
@@ -240,5 +272,12 @@ def verify(names: Iterable[str] = ()) -> dict[str, list[str]]:
     return stale
 
 
-__all__ = ["HIDDEN", "PUBLIC", "check_function", "check_module", "check_workspace",
-           "regenerate", "verify"]
+__all__ = [
+    "HIDDEN",
+    "PUBLIC",
+    "check_function",
+    "check_module",
+    "check_workspace",
+    "regenerate",
+    "verify",
+]

@@ -53,22 +53,37 @@ class Outcome:
     def from_meta(cls, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> Outcome:
         """Rebuild from the JSON-able ``meta`` and its arrays (keys as written in ``meta``)."""
         if not meta.get("ok"):
-            return cls(ok=False, error=str(meta.get("error") or "failed"),
-                       error_kind=str(meta.get("error_kind") or "exception"))
+            return cls(
+                ok=False,
+                error=str(meta.get("error") or "failed"),
+                error_kind=str(meta.get("error_kind") or "exception"),
+            )
         outputs = []
         for m in meta.get("outputs", []):
             key = m.get("key")
-            outputs.append(Output(
-                kind=str(m.get("kind", "other")), dtype=str(m.get("dtype", "")),
-                shape=tuple(int(s) for s in m.get("shape", ())),
-                requires_grad=bool(m.get("requires_grad", False)),
-                array=np.asarray(arrays[key]) if key is not None else None,
-                type=str(m.get("type", "")), value=m.get("value")))
-        grads = {int(pos): (None if key is None else np.asarray(arrays[key]))
-                 for pos, key in (meta.get("grads") or {}).items()}
-        return cls(ok=True, container=str(meta.get("container", "single")), outputs=outputs,
-                   grads=grads, grad_error=meta.get("grad_error"),
-                   modified=[int(i) for i in meta.get("modified", [])])
+            outputs.append(
+                Output(
+                    kind=str(m.get("kind", "other")),
+                    dtype=str(m.get("dtype", "")),
+                    shape=tuple(int(s) for s in m.get("shape", ())),
+                    requires_grad=bool(m.get("requires_grad", False)),
+                    array=np.asarray(arrays[key]) if key is not None else None,
+                    type=str(m.get("type", "")),
+                    value=m.get("value"),
+                )
+            )
+        grads = {
+            int(pos): (None if key is None else np.asarray(arrays[key]))
+            for pos, key in (meta.get("grads") or {}).items()
+        }
+        return cls(
+            ok=True,
+            container=str(meta.get("container", "single")),
+            outputs=outputs,
+            grads=grads,
+            grad_error=meta.get("grad_error"),
+            modified=[int(i) for i in meta.get("modified", [])],
+        )
 
     def to_meta(self, put: Callable[[np.ndarray], str]) -> dict[str, Any]:
         """JSON-able description; ``put`` stores an array and returns its key."""
@@ -89,8 +104,13 @@ class Outcome:
                 m["key"] = put(o.array)
             outs.append(m)
         grads = {str(pos): None if g is None else put(g) for pos, g in self.grads.items()}
-        meta = {"ok": True, "container": self.container, "outputs": outs, "grads": grads,
-                "modified": list(self.modified)}
+        meta = {
+            "ok": True,
+            "container": self.container,
+            "outputs": outs,
+            "grads": grads,
+            "modified": list(self.modified),
+        }
         if self.grad_error:
             meta["grad_error"] = self.grad_error
         return meta
@@ -112,8 +132,13 @@ class CallData:
 
     def request(self) -> dict[str, Any]:
         """The part a worker needs (no expected values)."""
-        return {"function": self.function, "args": self.args, "kwargs": self.kwargs,
-                "grad_wrt": self.grad_wrt, "cotangents": self.cotangents}
+        return {
+            "function": self.function,
+            "args": self.args,
+            "kwargs": self.kwargs,
+            "grad_wrt": self.grad_wrt,
+            "cotangents": self.cotangents,
+        }
 
     def input_keys(self) -> list[str]:
         keys = [s["array"] for s in [*self.args, *self.kwargs.values()] if "array" in s]
@@ -145,9 +170,13 @@ class ExerciseVectors:
     mistakes: dict[str, str]  # name → one-sentence explanation
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def select(self, visibility: str = PUBLIC, functions: list[str] | None = None
-               ) -> list[CheckData]:
+    def select(
+        self, visibility: str = PUBLIC, functions: list[str] | None = None
+    ) -> list[CheckData]:
         """Checks to run: public only, or all (``hidden`` includes public)."""
-        return [c for c in self.checks
-                if (visibility == HIDDEN or c.visibility == PUBLIC)
-                and (functions is None or c.function in functions)]
+        return [
+            c
+            for c in self.checks
+            if (visibility == HIDDEN or c.visibility == PUBLIC)
+            and (functions is None or c.function in functions)
+        ]

@@ -18,8 +18,13 @@ class CheckResult:
     visibility: str = "public"
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "passed": self.passed, "points": self.points,
-                "max_points": self.max_points, "message": self.message}
+        return {
+            "name": self.name,
+            "passed": self.passed,
+            "points": self.points,
+            "max_points": self.max_points,
+            "message": self.message,
+        }
 
 
 @dataclass
@@ -54,8 +59,12 @@ class ExerciseReport:
         return f"{len(failed)} of {len(self.checks)} checks fail"
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "score": self.score, "max_score": self.max_score,
-                "checks": [c.to_json() for c in self.checks]}
+        return {
+            "name": self.name,
+            "score": self.score,
+            "max_score": self.max_score,
+            "checks": [c.to_json() for c in self.checks],
+        }
 
 
 @dataclass
@@ -76,8 +85,11 @@ class Report:
         return all(e.passed for e in self.exercises)
 
     def to_json(self) -> dict[str, Any]:
-        return {"exercises": [e.to_json() for e in self.exercises], "score": self.score,
-                "max_score": self.max_score}
+        return {
+            "exercises": [e.to_json() for e in self.exercises],
+            "score": self.score,
+            "max_score": self.max_score,
+        }
 
     def write_plain(self, out: TextIO) -> None:
         for e in self.exercises:
@@ -95,9 +107,13 @@ class Report:
 
         for e in self.exercises:
             style = "green" if e.passed else "red"
-            table = Table(title=f"[bold]{e.name}[/bold]  {e.score}/{e.max_score}  "
-                                f"[{style}]{e.status()}[/{style}]",
-                          title_justify="left", expand=False, show_lines=False)
+            table = Table(
+                title=f"[bold]{e.name}[/bold]  {e.score}/{e.max_score}  "
+                f"[{style}]{e.status()}[/{style}]",
+                title_justify="left",
+                expand=False,
+                show_lines=False,
+            )
             table.add_column("", width=2)
             table.add_column("check", no_wrap=True)
             table.add_column("points", justify="right")
@@ -108,5 +124,7 @@ class Report:
                 table.add_row(mark, c.name, f"{c.points}/{c.max_points}", message)
             console.print(table)
         style = "green" if self.passed else "red"
-        console.print(f"[bold {style}]Total: {self.score}/{self.max_score}[/bold {style}]"
-                      f"  ({self.seconds:.1f} s)")
+        console.print(
+            f"[bold {style}]Total: {self.score}/{self.max_score}[/bold {style}]"
+            f"  ({self.seconds:.1f} s)"
+        )

@@ -5,6 +5,7 @@ computed in the child."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -29,6 +30,7 @@ DEFAULT_LIMITS: dict[str, float] = {
     "cpu_s": 30,
     "memory_mb": 2048,  # on top of what torch already maps
     "file_mb": 64,  # anything the student's code writes, stderr included
+    "spawn": 0,  # 1: a fresh interpreter per worker instead of a fork (automatic off Linux)
 }
 
 
@@ -52,8 +54,12 @@ def _write_job(folder: Path, job: Job, limits: Mapping[str, float]) -> None:
     folder.mkdir()
     keys = sorted({k for c in job.calls for k in c.input_keys()})
     np.savez(folder / worker.INPUTS, **{k: job.arrays[k] for k in keys})
-    request = {"module_path": str(job.module_path.resolve()), "module_name": job.name,
-               "calls": [c.request() for c in job.calls], "limits": dict(limits)}
+    request = {
+        "module_path": str(job.module_path.resolve()),
+        "module_name": job.name,
+        "calls": [c.request() for c in job.calls],
+        "limits": dict(limits),
+    }
     (folder / worker.REQUEST).write_text(json.dumps(request))
 
 
@@ -69,13 +75,19 @@ def _outcome(folder: Path, meta: Mapping[str, Any]) -> Outcome:
                 arrays = {k: data[k] for k in data.files}
         return Outcome.from_meta(meta, arrays)
     except Exception as exc:  # noqa: BLE001 - whatever the child wrote, it is one failed call
-        return Outcome(ok=False, error=f"its result could not be read ({type(exc).__name__})",
-                       error_kind="fatal")
+        return Outcome(
+            ok=False,
+            error=f"its result could not be read ({type(exc).__name__})",
+            error_kind="fatal",
+        )
 
 
 def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TMPDIR",
-                                                          "SYSTEMROOT")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k in ("PATH", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")
+    }
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     return env
 
@@ -86,10 +98,8 @@ def _kill_all(root: Path, runner: subprocess.Popen[bytes]) -> None:
     if pids.is_file():
         for line in pids.read_text().split():
             for kill in (os.killpg, os.kill):
-                try:
+                with contextlib.suppress(OSError, ValueError, AttributeError):
                     kill(int(line), signal.SIGKILL)
-                except (OSError, ValueError, AttributeError):
-                    pass
 
 
 class Sandbox:
@@ -99,10 +109,16 @@ class Sandbox:
     def __init__(self, limits: Mapping[str, float] | None = None) -> None:
         self.limits = {**DEFAULT_LIMITS, **(limits or {})}
         self.root = Path(tempfile.mkdtemp(prefix="rlkit-check-"))
-        self.runner = subprocess.Popen(
-            [sys.executable, "-I", worker.__file__, str(self.root)], cwd=self.root, env=_env(),
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-            stderr=open(self.root / "runner.err", "wb"))  # noqa: SIM115
+        spawn = ["--spawn"] if self.limits.get("spawn") else []
+        with open(self.root / "runner.err", "wb") as err:  # the child keeps its own copy
+            self.runner = subprocess.Popen(
+                [sys.executable, "-I", worker.__file__, str(self.root), *spawn],
+                cwd=self.root,
+                env=_env(),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
 
     def run(self, jobs: list[Job]) -> dict[str, JobResult]:
         """Run every job, all at once; one result per job name."""
@@ -139,8 +155,9 @@ class Sandbox:
             result = JobResult(problem=merged["import_error"])
             if result.problem is None and not merged["imported"]:
                 err = (root / "runner.err").read_text(errors="replace").strip().splitlines()
-                result.problem = ("the sandbox failed" + (f": {err[-1][:300]}" if err else
-                                                          f" (exit code {code})"))
+                result.problem = "the sandbox failed" + (
+                    f": {err[-1][:300]}" if err else f" (exit code {code})"
+                )
             for k in range(len(job.calls)):
                 meta = merged["calls"].get(k)
                 result.outcomes.append(None if meta is None else _outcome(folder, meta))

@@ -19,8 +19,18 @@ import numpy as np
 from grader.model import PUBLIC, VISIBILITIES
 
 #: The judges the engine knows (see grader/judges.py). Params go next to "kind".
-JUDGES = ("structure", "values", "grads", "no_grad_leak", "detached", "no_inplace", "autograd",
-          "concat", "zero_grad", "sum")
+JUDGES = (
+    "structure",
+    "values",
+    "grads",
+    "no_grad_leak",
+    "detached",
+    "no_inplace",
+    "autograd",
+    "concat",
+    "zero_grad",
+    "sum",
+)
 
 
 @dataclass
@@ -93,8 +103,9 @@ class Alternative:
 FLOATS = (np.float32, np.float64)
 
 
-def normal(rng: np.random.Generator, shape: tuple[int, ...], dtype: Any, scale: float = 1.0
-           ) -> np.ndarray:
+def normal(
+    rng: np.random.Generator, shape: tuple[int, ...], dtype: Any, scale: float = 1.0
+) -> np.ndarray:
     return np.asarray(rng.standard_normal(shape) * scale).astype(dtype)
 
 

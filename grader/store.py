@@ -50,25 +50,42 @@ def exists(stem: Path) -> bool:
 
 def _call_from_json(d: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> CallData:
     return CallData(
-        function=str(d["function"]), args=list(d["args"]), kwargs=dict(d.get("kwargs", {})),
+        function=str(d["function"]),
+        args=list(d["args"]),
+        kwargs=dict(d.get("kwargs", {})),
         grad_wrt=[int(i) for i in d.get("grad_wrt", [])],
-        cotangents=list(d.get("cotangents", [])), arg_names=list(d["arg_names"]),
+        cotangents=list(d.get("cotangents", [])),
+        arg_names=list(d["arg_names"]),
         aux=dict(d.get("aux", {})),
         expected=Outcome.from_meta(d["expected"], arrays),
-        mistakes={k: Outcome.from_meta(m, arrays) for k, m in d.get("mistakes", {}).items()})
+        mistakes={k: Outcome.from_meta(m, arrays) for k, m in d.get("mistakes", {}).items()},
+    )
 
 
 def from_json(doc: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> ExerciseVectors:
     if doc.get("format") != FORMAT:
         raise ValueError(f"unsupported vectors format {doc.get('format')!r}")
-    checks = [CheckData(
-        name=str(c["name"]), function=str(c["function"]), points=int(c["points"]),
-        visibility=str(c["visibility"]), description=str(c["description"]),
-        judge=dict(c["judge"]), calls=[_call_from_json(d, arrays) for d in c["calls"]],
-        caught=list(c.get("caught", []))) for c in doc["checks"]]
-    return ExerciseVectors(exercise=str(doc["exercise"]), functions=list(doc["functions"]),
-                           checks=checks, arrays=arrays, mistakes=dict(doc.get("mistakes", {})),
-                           meta={k: doc[k] for k in ("generated_with",) if k in doc})
+    checks = [
+        CheckData(
+            name=str(c["name"]),
+            function=str(c["function"]),
+            points=int(c["points"]),
+            visibility=str(c["visibility"]),
+            description=str(c["description"]),
+            judge=dict(c["judge"]),
+            calls=[_call_from_json(d, arrays) for d in c["calls"]],
+            caught=list(c.get("caught", [])),
+        )
+        for c in doc["checks"]
+    ]
+    return ExerciseVectors(
+        exercise=str(doc["exercise"]),
+        functions=list(doc["functions"]),
+        checks=checks,
+        arrays=arrays,
+        mistakes=dict(doc.get("mistakes", {})),
+        meta={k: doc[k] for k in ("generated_with",) if k in doc},
+    )
 
 
 def key_of(array: np.ndarray) -> str:
@@ -96,12 +113,13 @@ def pack(arrays: Mapping[str, np.ndarray]) -> tuple[dict[str, list[Any]], dict[s
     return {k: [names[v[0]], v[1], v[2]] for k, v in index.items()}, buffers
 
 
-def unpack(index: Mapping[str, list[Any]], buffers: Mapping[str, np.ndarray]
-           ) -> dict[str, np.ndarray]:
+def unpack(
+    index: Mapping[str, list[Any]], buffers: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
     arrays = {}
     for key, (name, offset, shape) in index.items():
         size = int(np.prod(shape, dtype=np.int64))
-        arrays[key] = buffers[name][offset:offset + size].reshape(shape)
+        arrays[key] = buffers[name][offset : offset + size].reshape(shape)
     return arrays
 
 
@@ -126,8 +144,9 @@ def write(doc: Mapping[str, Any], arrays: Mapping[str, np.ndarray], stem: Path) 
     np.savez_compressed(stem.with_name(stem.name + SUFFIX_NPZ), **buffers)
 
 
-def public_part(doc: Mapping[str, Any], arrays: Mapping[str, np.ndarray]
-                ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def public_part(
+    doc: Mapping[str, Any], arrays: Mapping[str, np.ndarray]
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The public checks only, and only the arrays they use (what a student bundle holds)."""
     checks = [c for c in doc["checks"] if c["visibility"] == PUBLIC]
     out = {**doc, "checks": checks}
@@ -149,9 +168,13 @@ def _encode(value: Any, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
     raise TypeError(f"a check input must be a numpy array or a plain value, not {type(value)}")
 
 
-def generate(exercise: str, functions: Sequence[str], checks: Sequence[Check],
-             reference: Any, mistakes: Sequence[Mistake] = ()
-             ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def generate(
+    exercise: str,
+    functions: Sequence[str],
+    checks: Sequence[Check],
+    reference: Any,
+    mistakes: Sequence[Mistake] = (),
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Build the vectors: run every check's calls on the reference (in-process, needs torch),
     then on each classic mistake to learn which checks catch it and how it behaves."""
     from grader.judges import close, judge
@@ -175,7 +198,9 @@ def generate(exercise: str, functions: Sequence[str], checks: Sequence[Check],
                 kwargs={n: _encode(v, arrays) for n, v in call.kwargs.items()},
                 grad_wrt=[names.index(n) for n in call.grad_wrt],
                 cotangents=[None if c is None else put(c) for c in call.cotangents],
-                arg_names=names, aux={n: put(a) for n, a in call.aux.items()})
+                arg_names=names,
+                aux={n: put(a) for n, a in call.aux.items()},
+            )
             meta, outs = execute_call(ref, data.request(), arrays)
             if not meta.get("ok"):
                 raise RuntimeError(f"{check.name}: the reference failed: {meta.get('error')}")
@@ -186,21 +211,40 @@ def generate(exercise: str, functions: Sequence[str], checks: Sequence[Check],
                 have = expected.outputs[k].array
                 assert have is not None
                 if not close(have, value, 1e-4, 1e-6).all():
-                    raise RuntimeError(f"{check.name}: the reference disagrees with the closed "
-                                       f"form: {have} vs {value}")
+                    raise RuntimeError(
+                        f"{check.name}: the reference disagrees with the closed "
+                        f"form: {have} vs {value}"
+                    )
                 expected.outputs[k].array = np.asarray(value, dtype=have.dtype).reshape(have.shape)
             data.expected = expected
             datas.append(data)
-            jsons.append({"function": data.function, "args": data.args, "kwargs": data.kwargs,
-                          "arg_names": data.arg_names, "grad_wrt": data.grad_wrt,
-                          "cotangents": data.cotangents, "aux": data.aux,
-                          "expected": expected.to_meta(put), "mistakes": {}})
-        cd = CheckData(check.name, check.function, check.points, check.visibility,
-                       check.description, check.judge, datas)
+            jsons.append(
+                {
+                    "function": data.function,
+                    "args": data.args,
+                    "kwargs": data.kwargs,
+                    "arg_names": data.arg_names,
+                    "grad_wrt": data.grad_wrt,
+                    "cotangents": data.cotangents,
+                    "aux": data.aux,
+                    "expected": expected.to_meta(put),
+                    "mistakes": {},
+                }
+            )
+        cd = CheckData(
+            check.name,
+            check.function,
+            check.points,
+            check.visibility,
+            check.description,
+            check.judge,
+            datas,
+        )
         verdict = judge(cd, [d.expected for d in datas], arrays)
         if not verdict.passed:
-            raise RuntimeError(f"{check.name}: the reference fails its own check: "
-                               f"{verdict.message}")
+            raise RuntimeError(
+                f"{check.name}: the reference fails its own check: {verdict.message}"
+            )
         caught = []
         for mistake in mistakes:
             if mistake.function not in {d.function for d in datas}:
@@ -215,16 +259,32 @@ def generate(exercise: str, functions: Sequence[str], checks: Sequence[Check],
             caught.append(mistake.name)
             for j, o in enumerate(outcomes):
                 jsons[j]["mistakes"][mistake.name] = o.to_meta(put)
-        docs.append({"name": check.name, "function": check.function, "points": check.points,
-                     "visibility": check.visibility, "description": check.description,
-                     "judge": check.judge, "caught": caught, "calls": jsons})
-    doc = {"format": FORMAT, "exercise": exercise, "functions": list(functions),
-           "mistakes": {m.name: m.explanation for m in mistakes}, "checks": docs}
+        docs.append(
+            {
+                "name": check.name,
+                "function": check.function,
+                "points": check.points,
+                "visibility": check.visibility,
+                "description": check.description,
+                "judge": check.judge,
+                "caught": caught,
+                "calls": jsons,
+            }
+        )
+    doc = {
+        "format": FORMAT,
+        "exercise": exercise,
+        "functions": list(functions),
+        "mistakes": {m.name: m.explanation for m in mistakes},
+        "checks": docs,
+    }
     return doc, arrays
 
 
-def differences(a: tuple[Mapping[str, Any], Mapping[str, np.ndarray]],
-                b: tuple[Mapping[str, Any], Mapping[str, np.ndarray]]) -> list[str]:
+def differences(
+    a: tuple[Mapping[str, Any], Mapping[str, np.ndarray]],
+    b: tuple[Mapping[str, Any], Mapping[str, np.ndarray]],
+) -> list[str]:
     """What differs between two sets of vectors (empty: the same up to round-off)."""
     from grader.judges import close
 
@@ -238,8 +298,9 @@ def differences(a: tuple[Mapping[str, Any], Mapping[str, np.ndarray]],
         else:
             for ca, cb in zip(doc_a["checks"], doc_b["checks"]):
                 if json.dumps(ca, sort_keys=True) != json.dumps(cb, sort_keys=True):
-                    found.append(f"{ca['name']}: its definition, outcomes or caught mistakes "
-                                 "changed")
+                    found.append(
+                        f"{ca['name']}: its definition, outcomes or caught mistakes changed"
+                    )
         if not found:
             found.append("the exercise's metadata changed")
     if set(arr_a) != set(arr_b):

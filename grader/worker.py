@@ -18,6 +18,7 @@ process reads the plain arrays back and computes every verdict.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -71,8 +72,12 @@ def _record_output(value: Any, torch: Any) -> tuple[dict[str, Any], np.ndarray |
             arr = t.to(torch.float32).numpy()
         else:
             arr = t.resolve_conj().resolve_neg().numpy()
-        meta = {"kind": "tensor", "dtype": str(value.dtype).replace("torch.", ""),
-                "shape": list(value.shape), "requires_grad": bool(value.requires_grad)}
+        meta = {
+            "kind": "tensor",
+            "dtype": str(value.dtype).replace("torch.", ""),
+            "shape": list(value.shape),
+            "requires_grad": bool(value.requires_grad),
+        }
         return meta, np.array(arr, copy=True)
     if isinstance(value, (bool, int, float)):
         return {"kind": "number", "type": type(value).__name__, "value": value}, None
@@ -100,8 +105,11 @@ def execute_call(
 
     meta: dict[str, Any] = {"ok": False}
     out_arrays: dict[str, np.ndarray] = {}
-    fn = getattr(fns, call["function"], None) if not isinstance(fns, Mapping) else fns.get(
-        call["function"])
+    fn = (
+        getattr(fns, call["function"], None)
+        if not isinstance(fns, Mapping)
+        else fns.get(call["function"])
+    )
     if not callable(fn):
         meta["error"] = f"missing function {call['function']}()"
         meta["error_kind"] = "missing"
@@ -111,8 +119,11 @@ def execute_call(
     grad_wrt = list(call.get("grad_wrt", []))
     for pos in grad_wrt:
         args[pos].requires_grad_(True)
-    originals = {i: np.array(arrays[s["array"]], copy=True)
-                 for i, s in enumerate(call["args"]) if "array" in s}
+    originals = {
+        i: np.array(arrays[s["array"]], copy=True)
+        for i, s in enumerate(call["args"])
+        if "array" in s
+    }
 
     start = time.perf_counter()
     if timeout:
@@ -130,7 +141,7 @@ def execute_call(
         return meta, out_arrays
     except BaseException as exc:  # noqa: BLE001 - anything the student's code raises
         meta["error"] = _one_line(exc, file)
-        meta["error_kind"] = "exception"
+        meta["error_kind"] = "exit" if isinstance(exc, SystemExit) else "exception"
         return meta, out_arrays
     finally:
         if timeout:
@@ -151,8 +162,9 @@ def execute_call(
         meta["modified"] = []
         for i, original in originals.items():
             now = args[i].detach()
-            if (tuple(now.shape) != original.shape or not np.array_equal(
-                    now.numpy(), original, equal_nan=original.dtype.kind == "f")):
+            if tuple(now.shape) != original.shape or not np.array_equal(
+                now.numpy(), original, equal_nan=original.dtype.kind == "f"
+            ):
                 meta["modified"].append(i)
 
         meta["grads"] = {}
@@ -171,8 +183,11 @@ def execute_call(
             grads: list[Any] = [None] * len(grad_wrt)
             if terms:
                 try:
-                    grads = list(torch.autograd.grad(sum(terms), [args[p] for p in grad_wrt],
-                                                     allow_unused=True))
+                    grads = list(
+                        torch.autograd.grad(
+                            sum(terms), [args[p] for p in grad_wrt], allow_unused=True
+                        )
+                    )
                 except BaseException as exc:  # noqa: BLE001
                     meta["grad_error"] = _one_line(exc, file)
             for pos, g in zip(grad_wrt, grads):
@@ -183,8 +198,11 @@ def execute_call(
                     out_arrays[f"g{pos}"] = np.array(g.detach().cpu().numpy(), copy=True)
         meta["ok"] = True
     except BaseException as exc:  # noqa: BLE001 - e.g. a tensor subclass that explodes
-        meta = {"ok": False, "error": f"returned something unusable ({_one_line(exc)})",
-                "error_kind": "exception"}
+        meta = {
+            "ok": False,
+            "error": f"returned something unusable ({_one_line(exc)})",
+            "error_kind": "exception",
+        }
         out_arrays = {}
     return meta, out_arrays
 
@@ -228,10 +246,8 @@ def _limit(limits: Mapping[str, Any]) -> None:
         if res is None:
             continue
         hard = value + 1 if name == "RLIMIT_CPU" else value
-        try:
+        with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(res, (value, hard))
-        except (ValueError, OSError):
-            pass
 
 
 def _quiet_stdio(job: Path) -> None:
@@ -248,10 +264,8 @@ def worker_main(job: Path, attempt: int, call_ids: list[int]) -> None:
     """One worker: import the student's module, run the calls, write results; then exit."""
     request = json.loads((job / REQUEST).read_text())
     limits = request.get("limits", {})
-    try:
+    with contextlib.suppress(OSError):
         os.setsid()
-    except OSError:
-        pass
     if hasattr(signal, "SIGXFSZ"):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a too-big write fails, not the process
 
@@ -286,8 +300,12 @@ def worker_main(job: Path, attempt: int, call_ids: list[int]) -> None:
         emit({"import_error": f"syntax error at {Path(file).name} line {exc.lineno}: {exc.msg}"})
         return
     except CallTimeout:
-        emit({"import_error": f"importing {Path(file).name} took longer than "
-                              f"{limits.get('import_s', 10)} s (code running at import time?)"})
+        emit(
+            {
+                "import_error": f"importing {Path(file).name} took longer than "
+                f"{limits.get('import_s', 10)} s (code running at import time?)"
+            }
+        )
         return
     except BaseException as exc:  # noqa: BLE001
         emit({"import_error": f"{Path(file).name} failed to import: {_one_line(exc, file)}"})
@@ -298,11 +316,18 @@ def worker_main(job: Path, attempt: int, call_ids: list[int]) -> None:
     for i in call_ids:
         function = calls[i]["function"]
         if function in slow:
-            emit({"id": i, "ok": False, "error_kind": "fatal",
-                  "error": f"not run: {function}() timed out on an earlier input"})
+            emit(
+                {
+                    "id": i,
+                    "ok": False,
+                    "error_kind": "fatal",
+                    "error": f"not run: {function}() timed out on an earlier input",
+                }
+            )
             continue
-        meta, arrs = execute_call(module, calls[i], arrays,
-                                  timeout=float(limits.get("call_s", 5)), file=file)
+        meta, arrs = execute_call(
+            module, calls[i], arrays, timeout=float(limits.get("call_s", 5)), file=file
+        )
         if meta.get("error_kind") == "timeout":
             slow.add(function)
         meta["id"] = i
@@ -311,8 +336,12 @@ def worker_main(job: Path, attempt: int, call_ids: list[int]) -> None:
                 np.savez(job / f"r{i}.npz", **arrs)
                 meta["npz"] = f"r{i}.npz"
             except BaseException as exc:  # noqa: BLE001 - e.g. the file size limit
-                meta = {"id": i, "ok": False, "error": f"results too large to record ({exc})",
-                        "error_kind": "exception"}
+                meta = {
+                    "id": i,
+                    "ok": False,
+                    "error": f"results too large to record ({exc})",
+                    "error_kind": "exception",
+                }
         emit(meta)
 
 
@@ -338,9 +367,19 @@ class _Worker:
             import subprocess
 
             self.proc = subprocess.Popen(
-                [sys.executable, "-I", __file__, "--worker", str(job), str(attempt),
-                 ",".join(map(str, ids))],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                [
+                    sys.executable,
+                    "-I",
+                    __file__,
+                    "--worker",
+                    str(job),
+                    str(attempt),
+                    ",".join(map(str, ids)),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             self.pid = self.proc.pid
 
     def poll(self) -> int | None:
@@ -352,13 +391,20 @@ class _Worker:
             return None
         return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
 
+    def wait(self) -> None:
+        if self.proc is not None:
+            self.proc.wait()
+        else:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self.pid, 0)
+
     def kill(self) -> None:
-        for kill in (lambda: os.killpg(self.pid, signal.SIGKILL),
-                     lambda: os.kill(self.pid, signal.SIGKILL)):
-            try:
+        for kill in (
+            lambda: os.killpg(self.pid, signal.SIGKILL),
+            lambda: os.kill(self.pid, signal.SIGKILL),
+        ):
+            with contextlib.suppress(OSError, AttributeError):
                 kill()
-            except (OSError, AttributeError):
-                pass
 
 
 def read_results(job: Path) -> dict[str, Any]:
@@ -401,9 +447,13 @@ def _death(status: int | None, timed_out: bool, limits: Mapping[str, Any]) -> st
     return f"ended the process (exit code {status}; os._exit or a fatal error?)"
 
 
-def run(rundir: Path) -> None:
-    """The runner: one worker per job, all at once; restart after a death for what is left."""
-    use_fork = hasattr(os, "fork") and sys.platform.startswith("linux")
+def run(rundir: Path, spawn: bool = False) -> None:
+    """The runner: one worker per job, all at once; restart after a death for what is left.
+
+    Workers are forked after torch is imported once (Linux), or spawned as fresh interpreters
+    where forking a process that loaded torch is unsafe (macOS, Windows) or ``spawn`` asks.
+    """
+    use_fork = hasattr(os, "fork") and sys.platform.startswith("linux") and not spawn
     if use_fork:
         import torch  # noqa: F401 - imported once here, shared by every forked worker
 
@@ -413,8 +463,14 @@ def run(rundir: Path) -> None:
     for job in jobs:
         request = json.loads((job / REQUEST).read_text())
         ids = list(range(len(request["calls"])))
-        state[job] = {"request": request, "pending": ids, "attempt": 0, "worker": None,
-                      "deadline": 0.0, "done": not ids}
+        state[job] = {
+            "request": request,
+            "pending": ids,
+            "attempt": 0,
+            "worker": None,
+            "deadline": 0.0,
+            "done": not ids,
+        }
     log = {job: open(job / RUNNER_LOG, "a", buffering=1) for job in jobs}  # noqa: SIM115
     pids = open(rundir / "pids", "a", buffering=1)  # noqa: SIM115
 
@@ -424,6 +480,47 @@ def run(rundir: Path) -> None:
         pids.write(f"{w.pid}\n")
         s["worker"] = w
         s["deadline"] = time.monotonic() + float(s["request"]["limits"].get("wall_s", 20))
+
+    def record(job: Path, entry: dict[str, Any]) -> None:
+        log[job].write(json.dumps(entry) + "\n")
+
+    def after_exit(job: Path, status: int | None, timed_out: bool) -> None:
+        """A worker ended: done, or blame the call it was running and go on without it."""
+        s = state[job]
+        merged = read_results(job)
+        reason = _death(status, timed_out, s["request"]["limits"])
+        if merged["import_error"] or not merged["imported"]:
+            if not merged["import_error"]:
+                record(job, {"import_error": f"importing the module {reason}"})
+            s["done"] = True
+            return
+        left = [i for i in s["pending"] if i not in merged["calls"]]
+        if not left:
+            s["done"] = True
+            return
+        calls = s["request"]["calls"]
+        function = calls[left[0]]["function"]
+        record(
+            job,
+            {"id": left[0], "ok": False, "error_kind": "fatal", "error": f"{function}() {reason}"},
+        )
+        for i in left[1:]:
+            if calls[i]["function"] == function:
+                record(
+                    job,
+                    {
+                        "id": i,
+                        "ok": False,
+                        "error_kind": "fatal",
+                        "error": f"not run: {function}() {reason} on an earlier input",
+                    },
+                )
+        s["pending"] = [i for i in left[1:] if calls[i]["function"] != function]
+        s["attempt"] += 1
+        if s["pending"]:
+            start(job)
+        else:
+            s["done"] = True
 
     for job in jobs:
         if not state[job]["done"]:
@@ -440,38 +537,9 @@ def run(rundir: Path) -> None:
                 continue
             if timed_out:
                 w.kill()
-                w.poll() if w.proc is not None else os.waitpid(w.pid, 0)
+                w.wait()
             w.kill()  # anything the worker left behind in its process group
-            merged = read_results(job)
-            finished = set(merged["calls"])
-            if merged["import_error"] or (status == 0 and not timed_out) or not merged["imported"]:
-                if not merged["imported"] and not merged["import_error"]:
-                    reason = _death(status, timed_out, s["request"]["limits"])
-                    log[job].write(json.dumps({"import_error": f"importing the module {reason}"})
-                                   + "\n")
-                s["done"] = True
-                continue
-            left = [i for i in s["pending"] if i not in finished]
-            if not left:
-                s["done"] = True
-                continue
-            culprit = left[0]
-            calls = s["request"]["calls"]
-            function = calls[culprit]["function"]
-            reason = _death(status, timed_out, s["request"]["limits"])
-            log[job].write(json.dumps({"id": culprit, "ok": False, "error": f"{function}() {reason}",
-                                       "error_kind": "fatal"}) + "\n")
-            for i in left[1:]:
-                if calls[i]["function"] == function:
-                    log[job].write(json.dumps({
-                        "id": i, "ok": False, "error_kind": "fatal",
-                        "error": f"not run: {function}() {reason} on an earlier input"}) + "\n")
-            s["pending"] = [i for i in left[1:] if calls[i]["function"] != function]
-            s["attempt"] += 1
-            if s["pending"]:
-                start(job)
-            else:
-                s["done"] = True
+            after_exit(job, status, timed_out)
     for f in [*log.values(), pids]:
         f.close()
 
@@ -485,7 +553,7 @@ if __name__ == "__main__":
             ids = [int(i) for i in sys.argv[4].split(",") if i]
             worker_main(Path(sys.argv[2]), int(sys.argv[3]), ids)
         else:
-            run(Path(sys.argv[1]))
+            run(Path(sys.argv[1]), spawn="--spawn" in sys.argv[2:])
     except BaseException:  # noqa: BLE001
         traceback.print_exc()
         status = 3

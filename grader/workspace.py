@@ -36,9 +36,11 @@ When the checks pass, train with your own code: `rlkit train --help` lists the t
 `--impl student --path .` makes them use these files.
 """
 
-BUNDLE_NOTE = ("The checks come from `checks/` in this folder: leave it as it is. Your "
-               "instructor also runs hidden checks on other inputs, so make your code correct, "
-               "not just the examples.")
+BUNDLE_NOTE = (
+    "The checks come from `checks/` in this folder: leave it as it is. Your "
+    "instructor also runs hidden checks on other inputs, so make your code correct, "
+    "not just the examples."
+)
 
 
 def _stub_file(exercise: Any) -> Path:
@@ -49,10 +51,15 @@ def _stub_file(exercise: Any) -> Path:
 
 
 def _readme(exercises: list[Any], bundle: bool) -> str:
-    lines = [f"{i}. `{e.name}.py` — {e.title or e.name}: {', '.join(e.functions)}"
-             for i, e in enumerate(exercises, 1)]
-    return README.format(exercises="\n".join(lines), first=exercises[0].name if exercises else "",
-                         bundle_note=BUNDLE_NOTE if bundle else "")
+    lines = [
+        f"{i}. `{e.name}.py` — {e.title or e.name}: {', '.join(e.functions)}"
+        for i, e in enumerate(exercises, 1)
+    ]
+    return README.format(
+        exercises="\n".join(lines),
+        first=exercises[0].name if exercises else "",
+        bundle_note=BUNDLE_NOTE if bundle else "",
+    )
 
 
 def init_workspace(directory: Path, force: bool = False) -> list[Path]:
@@ -67,8 +74,10 @@ def init_workspace(directory: Path, force: bool = False) -> list[Path]:
     targets = [directory / f"{e.name}.py" for e in exercises]
     existing = [t.name for t in targets if t.exists()]
     if existing and not force:
-        raise UsageError(f"{directory} already has {', '.join(existing)}; pass --force to "
-                         "overwrite them (your answers would be lost)")
+        raise UsageError(
+            f"{directory} already has {', '.join(existing)}; pass --force to "
+            "overwrite them (your answers would be lost)"
+        )
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for exercise, target in zip(exercises, targets):
@@ -97,10 +106,14 @@ def release_bundle(directory: Path, force: bool = False) -> list[Path]:
         doc, arrays = store.public_part(*store.read_raw(stem))
         out = checks_dir / exercise.name
         store.write(doc, arrays, out)
-        written += [out.with_name(out.name + store.SUFFIX_JSON),
-                    out.with_name(out.name + store.SUFFIX_NPZ)]
+        written += [
+            out.with_name(out.name + store.SUFFIX_JSON),
+            out.with_name(out.name + store.SUFFIX_NPZ),
+        ]
         names.append(exercise.name)
     manifest = checks_dir / MANIFEST
-    manifest.write_text(json.dumps({"format": store.FORMAT, "rlkit": __version__,
-                                    "exercises": names}, indent=1) + "\n")
+    manifest.write_text(
+        json.dumps({"format": store.FORMAT, "rlkit": __version__, "exercises": names}, indent=1)
+        + "\n"
+    )
     return [*written, manifest]

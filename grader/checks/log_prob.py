@@ -34,11 +34,20 @@ def _calls(function: str, grads: bool = False, shapes: list[tuple[int, ...]] = S
     def cases(rng: np.random.Generator) -> list[Call]:
         calls = []
         for logits, actions, dtype in _pairs(rng, shapes):
-            args = {"logits": logits} if function == "entropy" else {"logits": logits,
-                                                                      "actions": actions}
+            args = (
+                {"logits": logits}
+                if function == "entropy"
+                else {"logits": logits, "actions": actions}
+            )
             if grads:
-                calls.append(Call(function, args, grad_wrt=("logits",),
-                                  cotangents=(normal(rng, logits.shape[:-1], dtype),)))
+                calls.append(
+                    Call(
+                        function,
+                        args,
+                        grad_wrt=("logits",),
+                        cotangents=(normal(rng, logits.shape[:-1], dtype),),
+                    )
+                )
             else:
                 calls.append(Call(function, args))
         return calls
@@ -51,11 +60,15 @@ def _extreme_calls(function: str, grads: bool):
         calls = []
         for dtype in FLOATS:
             logits, actions = _extreme(rng, dtype)
-            args = {"logits": logits} if function == "entropy" else {"logits": logits,
-                                                                      "actions": actions}
+            args = (
+                {"logits": logits}
+                if function == "entropy"
+                else {"logits": logits, "actions": actions}
+            )
             cot = (normal(rng, (6,), dtype),) if grads else ()
-            calls.append(Call(function, args, grad_wrt=("logits",) if grads else (),
-                              cotangents=cot))
+            calls.append(
+                Call(function, args, grad_wrt=("logits",) if grads else (), cotangents=cot)
+            )
         return calls
 
     return cases
@@ -66,48 +79,109 @@ def _uniform(rng: np.random.Generator) -> list[Call]:
     for dtype in FLOATS:
         for a in (2, 5):
             logits = np.repeat(normal(rng, (3, 1), dtype, 5.0), a, axis=1)
-            calls.append(Call("entropy", {"logits": logits},
-                              closed_form=(np.full(3, np.log(a), dtype=dtype),)))
+            calls.append(
+                Call(
+                    "entropy", {"logits": logits}, closed_form=(np.full(3, np.log(a), dtype=dtype),)
+                )
+            )
     return calls
 
 
 def _autograd(rng: np.random.Generator) -> list[Call]:
     logits, actions = normal(rng, (4, 3), np.float64, 2.0), ints(rng, 3, (4,))
-    return [Call("grad_log_prob", {"logits": logits, "actions": actions}),
-            Call("log_prob", {"logits": logits, "actions": actions}, grad_wrt=("logits",),
-                 cotangents=(np.ones(4),))]
+    return [
+        Call("grad_log_prob", {"logits": logits, "actions": actions}),
+        Call(
+            "log_prob",
+            {"logits": logits, "actions": actions},
+            grad_wrt=("logits",),
+            cotangents=(np.ones(4),),
+        ),
+    ]
 
 
 def _per_function(function: str, extreme_grads: bool) -> list[Check]:
     f = function
     checks = [
-        Check(f"{f}.shapes_dtypes", f, 1, "returns one tensor per batch element, in the inputs' "
-              "dtype (float32 and float64, with and without batch dims)",
-              {"kind": "structure"}, _calls(f), seed=f"{f}.cases"),
-        Check(f"{f}.values", f, 2, "matches the reference on random logits",
-              {"kind": "values"}, _calls(f), seed=f"{f}.cases"),
-        Check(f"{f}.extreme_logits", f, 1, "finite and right for logits of ±1e4",
-              {"kind": "values", "tolerance": "loose", "grads": extreme_grads},
-              _extreme_calls(f, extreme_grads)),
-        Check(f"{f}.no_inplace", f, 1, "leaves its inputs unchanged",
-              {"kind": "no_inplace"}, _calls(f), seed=f"{f}.cases"),
-        Check(f"{f}.hidden_values", f, 2, "matches the reference on other inputs",
-              {"kind": "values", "grads": f != "grad_log_prob"},
-              _calls(f, grads=f != "grad_log_prob", shapes=HIDDEN_SHAPES), visibility=HIDDEN),
+        Check(
+            f"{f}.shapes_dtypes",
+            f,
+            1,
+            "returns one tensor per batch element, in the inputs' "
+            "dtype (float32 and float64, with and without batch dims)",
+            {"kind": "structure"},
+            _calls(f),
+            seed=f"{f}.cases",
+        ),
+        Check(
+            f"{f}.values",
+            f,
+            2,
+            "matches the reference on random logits",
+            {"kind": "values"},
+            _calls(f),
+            seed=f"{f}.cases",
+        ),
+        Check(
+            f"{f}.extreme_logits",
+            f,
+            1,
+            "finite and right for logits of ±1e4",
+            {"kind": "values", "tolerance": "loose", "grads": extreme_grads},
+            _extreme_calls(f, extreme_grads),
+        ),
+        Check(
+            f"{f}.no_inplace",
+            f,
+            1,
+            "leaves its inputs unchanged",
+            {"kind": "no_inplace"},
+            _calls(f),
+            seed=f"{f}.cases",
+        ),
+        Check(
+            f"{f}.hidden_values",
+            f,
+            2,
+            "matches the reference on other inputs",
+            {"kind": "values", "grads": f != "grad_log_prob"},
+            _calls(f, grads=f != "grad_log_prob", shapes=HIDDEN_SHAPES),
+            visibility=HIDDEN,
+        ),
     ]
     if f != "grad_log_prob":
-        checks.insert(2, Check(f"{f}.gradient", f, 2, "passes the right gradient to the logits",
-                               {"kind": "grads"}, _calls(f, grads=True)))
+        checks.insert(
+            2,
+            Check(
+                f"{f}.gradient",
+                f,
+                2,
+                "passes the right gradient to the logits",
+                {"kind": "grads"},
+                _calls(f, grads=True),
+            ),
+        )
     return checks
 
 
 CHECKS: list[Check] = [
     *_per_function("log_prob", extreme_grads=True),
     *_per_function("entropy", extreme_grads=True),
-    Check("entropy.uniform_is_log_A", "entropy", 1, "is log A for a uniform policy",
-          {"kind": "values"}, _uniform),
+    Check(
+        "entropy.uniform_is_log_A",
+        "entropy",
+        1,
+        "is log A for a uniform policy",
+        {"kind": "values"},
+        _uniform,
+    ),
     *_per_function("grad_log_prob", extreme_grads=False),
-    Check("grad_log_prob.equals_autograd", "grad_log_prob", 2,
-          "equals autograd's gradient of log π(a|s) with respect to the logits",
-          {"kind": "autograd", "arg": 0}, _autograd),
+    Check(
+        "grad_log_prob.equals_autograd",
+        "grad_log_prob",
+        2,
+        "equals autograd's gradient of log π(a|s) with respect to the logits",
+        {"kind": "autograd", "arg": 0},
+        _autograd,
+    ),
 ]

@@ -20,9 +20,15 @@ def _ratios(rng: np.random.Generator, n: int, eps: float, spread: float = 0.35) 
     return steps
 
 
-def _clip_case(rng: np.random.Generator, n: int, dtype: type, eps: float | None,
-               grads: tuple[str, ...] = (), spread: float = 0.35, adv_scale: float = 1.0
-               ) -> Call:
+def _clip_case(
+    rng: np.random.Generator,
+    n: int,
+    dtype: type,
+    eps: float | None,
+    grads: tuple[str, ...] = (),
+    spread: float = 0.35,
+    adv_scale: float = 1.0,
+) -> Call:
     old = -np.abs(rng.standard_normal(n)) - 0.1
     log_probs = (old + _ratios(rng, n, 0.2 if eps is None else eps, spread)).astype(dtype)
     advantages = normal(rng, (n,), dtype, adv_scale)
@@ -30,31 +36,48 @@ def _clip_case(rng: np.random.Generator, n: int, dtype: type, eps: float | None,
     ratio = np.exp(log_probs.astype(np.float64) - old.astype(dtype).astype(np.float64))
     e = 0.2 if eps is None else eps
     clipped = ((ratio > 1 + e) & (advantages > 0)) | ((ratio < 1 - e) & (advantages < 0))
-    return Call("ppo_clip_loss", {"log_probs": log_probs, "old_log_probs": old.astype(dtype),
-                                  "advantages": advantages}, kwargs, grad_wrt=grads,
-                cotangents=(scalar_cot(dtype),) if grads else (), aux={"clipped": clipped})
+    return Call(
+        "ppo_clip_loss",
+        {"log_probs": log_probs, "old_log_probs": old.astype(dtype), "advantages": advantages},
+        kwargs,
+        grad_wrt=grads,
+        cotangents=(scalar_cot(dtype),) if grads else (),
+        aux={"clipped": clipped},
+    )
 
 
 def _clip(grads: tuple[str, ...] = (), sizes=(1, 6, 32), epss=(None, 0.1, 0.3)):
     def cases(rng: np.random.Generator) -> list[Call]:
-        return [_clip_case(rng, n, dtype, eps, grads)
-                for dtype in FLOATS for n in sizes for eps in epss]
+        return [
+            _clip_case(rng, n, dtype, eps, grads) for dtype in FLOATS for n in sizes for eps in epss
+        ]
 
     return cases
 
 
 def _clip_extreme(rng: np.random.Generator) -> list[Call]:
-    return [_clip_case(rng, 10_000, dtype, None, ("log_probs",), spread=6.0, adv_scale=300.0)
-            for dtype in FLOATS]
+    return [
+        _clip_case(rng, 10_000, dtype, None, ("log_probs",), spread=6.0, adv_scale=300.0)
+        for dtype in FLOATS
+    ]
 
 
 # ------------------------------------------------------------------------- gae
 
 
-def _gae_case(rng: np.random.Generator, t: int, dtype: type, dones: np.ndarray,
-              params: dict[str, float]) -> Call:
-    return Call("gae", {"rewards": normal(rng, (t,), dtype), "values": normal(rng, (t,), dtype),
-                        "dones": dones, "last_value": float(rng.standard_normal())}, params)
+def _gae_case(
+    rng: np.random.Generator, t: int, dtype: type, dones: np.ndarray, params: dict[str, float]
+) -> Call:
+    return Call(
+        "gae",
+        {
+            "rewards": normal(rng, (t,), dtype),
+            "values": normal(rng, (t,), dtype),
+            "dones": dones,
+            "last_value": float(rng.standard_normal()),
+        },
+        params,
+    )
 
 
 PARAMS = ({}, {"gamma": 0.9, "lam": 0.8}, {"gamma": 1.0, "lam": 1.0}, {"gamma": 0.99, "lam": 0.0})
@@ -96,53 +119,148 @@ def _gae_long(rng: np.random.Generator) -> list[Call]:
 
 
 CHECKS: list[Check] = [
-    Check("ppo_clip_loss.shapes_dtypes", "ppo_clip_loss", 1,
-          "returns a 0-dim tensor in the inputs' dtype", {"kind": "structure"}, _clip(),
-          seed="ppo_clip_loss.cases"),
-    Check("ppo_clip_loss.values", "ppo_clip_loss", 2,
-          "−mean(min(r·A, clip(r, 1−ε, 1+ε)·A)) for several ε (and the default 0.2)",
-          {"kind": "values"}, _clip(), seed="ppo_clip_loss.cases"),
-    Check("ppo_clip_loss.gradient", "ppo_clip_loss", 2,
-          "passes the right gradient to the log-probs", {"kind": "grads"},
-          _clip(("log_probs",)), seed="ppo_clip_loss.grad_cases"),
-    Check("ppo_clip_loss.zero_grad_when_clipped", "ppo_clip_loss", 1,
-          "zero gradient where the clip is active in the advantage's direction",
-          {"kind": "zero_grad", "arg": 0, "mask": "clipped"}, _clip(("log_probs",)),
-          seed="ppo_clip_loss.grad_cases"),
-    Check("ppo_clip_loss.no_grad_leak", "ppo_clip_loss", 1,
-          "no gradient flows into old_log_probs or advantages",
-          {"kind": "no_grad_leak", "args": ["old_log_probs", "advantages"]},
-          _clip(("log_probs", "old_log_probs", "advantages"))),
-    Check("ppo_clip_loss.extreme", "ppo_clip_loss", 1,
-          "finite and right for 10,000 samples with ratios up to e^±20 and large advantages",
-          {"kind": "values", "tolerance": "loose", "grads": True}, _clip_extreme),
-    Check("ppo_clip_loss.no_inplace", "ppo_clip_loss", 1, "leaves its inputs unchanged",
-          {"kind": "no_inplace"}, _clip(), seed="ppo_clip_loss.cases"),
-    Check("ppo_clip_loss.hidden_values", "ppo_clip_loss", 2,
-          "matches the reference on other inputs", {"kind": "values", "grads": True},
-          _clip(("log_probs",), sizes=(3, 17, 100), epss=(None, 0.05, 0.5)),
-          visibility=HIDDEN),
-    Check("gae.shapes_dtypes", "gae", 1,
-          "returns a tuple (advantages, returns) of [T] tensors in the rewards' dtype",
-          {"kind": "structure"}, _gae(True), seed="gae.rollouts"),
-    Check("gae.values_no_dones", "gae", 2,
-          "matches the reference within one episode (bootstrapping from last_value)",
-          {"kind": "values"}, _gae(False)),
-    Check("gae.values_with_dones", "gae", 2,
-          "nothing is bootstrapped across a done step", {"kind": "values"}, _gae(True),
-          seed="gae.rollouts"),
-    Check("gae.td_error_when_lambda_0", "gae", 1, "with λ = 0, A_t is the TD error δ_t",
-          {"kind": "values"}, _td_errors),
-    Check("gae.returns_are_advantages_plus_values", "gae", 1, "returns = advantages + values",
-          {"kind": "sum", "target": 1, "terms": [["output", 0], ["arg", 1]],
-           "explain": "returns must equal advantages + values"}, _gae(True),
-          seed="gae.rollouts"),
-    Check("gae.long_rollout", "gae", 1, "finite and right on 1000 steps",
-          {"kind": "values", "tolerance": "loose"}, _gae_long),
-    Check("gae.no_inplace", "gae", 1, "leaves its inputs unchanged", {"kind": "no_inplace"},
-          _gae(True), seed="gae.rollouts"),
-    Check("gae.hidden_values", "gae", 2, "matches the reference on other rollouts",
-          {"kind": "values"},
-          _gae(True, sizes=(2, 8, 30), params=({"gamma": 0.95, "lam": 0.9}, {"lam": 0.5})),
-          visibility=HIDDEN),
+    Check(
+        "ppo_clip_loss.shapes_dtypes",
+        "ppo_clip_loss",
+        1,
+        "returns a 0-dim tensor in the inputs' dtype",
+        {"kind": "structure"},
+        _clip(),
+        seed="ppo_clip_loss.cases",
+    ),
+    Check(
+        "ppo_clip_loss.values",
+        "ppo_clip_loss",
+        2,
+        "−mean(min(r·A, clip(r, 1−ε, 1+ε)·A)) for several ε (and the default 0.2)",
+        {"kind": "values"},
+        _clip(),
+        seed="ppo_clip_loss.cases",
+    ),
+    Check(
+        "ppo_clip_loss.gradient",
+        "ppo_clip_loss",
+        2,
+        "passes the right gradient to the log-probs",
+        {"kind": "grads"},
+        _clip(("log_probs",)),
+        seed="ppo_clip_loss.grad_cases",
+    ),
+    Check(
+        "ppo_clip_loss.zero_grad_when_clipped",
+        "ppo_clip_loss",
+        1,
+        "zero gradient where the clip is active in the advantage's direction",
+        {"kind": "zero_grad", "arg": 0, "mask": "clipped"},
+        _clip(("log_probs",)),
+        seed="ppo_clip_loss.grad_cases",
+    ),
+    Check(
+        "ppo_clip_loss.no_grad_leak",
+        "ppo_clip_loss",
+        1,
+        "no gradient flows into old_log_probs or advantages",
+        {"kind": "no_grad_leak", "args": ["old_log_probs", "advantages"]},
+        _clip(("log_probs", "old_log_probs", "advantages")),
+    ),
+    Check(
+        "ppo_clip_loss.extreme",
+        "ppo_clip_loss",
+        1,
+        "finite and right for 10,000 samples with ratios up to e^±20 and large advantages",
+        {"kind": "values", "tolerance": "loose", "grads": True},
+        _clip_extreme,
+    ),
+    Check(
+        "ppo_clip_loss.no_inplace",
+        "ppo_clip_loss",
+        1,
+        "leaves its inputs unchanged",
+        {"kind": "no_inplace"},
+        _clip(),
+        seed="ppo_clip_loss.cases",
+    ),
+    Check(
+        "ppo_clip_loss.hidden_values",
+        "ppo_clip_loss",
+        2,
+        "matches the reference on other inputs",
+        {"kind": "values", "grads": True},
+        _clip(("log_probs",), sizes=(3, 17, 100), epss=(None, 0.05, 0.5)),
+        visibility=HIDDEN,
+    ),
+    Check(
+        "gae.shapes_dtypes",
+        "gae",
+        1,
+        "returns a tuple (advantages, returns) of [T] tensors in the rewards' dtype",
+        {"kind": "structure"},
+        _gae(True),
+        seed="gae.rollouts",
+    ),
+    Check(
+        "gae.values_no_dones",
+        "gae",
+        2,
+        "matches the reference within one episode (bootstrapping from last_value)",
+        {"kind": "values"},
+        _gae(False),
+    ),
+    Check(
+        "gae.values_with_dones",
+        "gae",
+        2,
+        "nothing is bootstrapped across a done step",
+        {"kind": "values"},
+        _gae(True),
+        seed="gae.rollouts",
+    ),
+    Check(
+        "gae.td_error_when_lambda_0",
+        "gae",
+        1,
+        "with λ = 0, A_t is the TD error δ_t",
+        {"kind": "values"},
+        _td_errors,
+    ),
+    Check(
+        "gae.returns_are_advantages_plus_values",
+        "gae",
+        1,
+        "returns = advantages + values",
+        {
+            "kind": "sum",
+            "target": 1,
+            "terms": [["output", 0], ["arg", 1]],
+            "explain": "returns must equal advantages + values",
+        },
+        _gae(True),
+        seed="gae.rollouts",
+    ),
+    Check(
+        "gae.long_rollout",
+        "gae",
+        1,
+        "finite and right on 1000 steps",
+        {"kind": "values", "tolerance": "loose"},
+        _gae_long,
+    ),
+    Check(
+        "gae.no_inplace",
+        "gae",
+        1,
+        "leaves its inputs unchanged",
+        {"kind": "no_inplace"},
+        _gae(True),
+        seed="gae.rollouts",
+    ),
+    Check(
+        "gae.hidden_values",
+        "gae",
+        2,
+        "matches the reference on other rollouts",
+        {"kind": "values"},
+        _gae(True, sizes=(2, 8, 30), params=({"gamma": 0.95, "lam": 0.9}, {"lam": 0.5})),
+        visibility=HIDDEN,
+    ),
 ]

@@ -25,9 +25,8 @@ for number.
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar
@@ -37,10 +36,10 @@ import torch
 
 from rlkit.errors import UsageError
 from rlkit.interfaces import Callback, Evaluation, Trainer, notify_metrics
-
 from rlkit_cartpole.env import evaluate_actions, make_vec_env, mean_reward_line
 from rlkit_cartpole.objectives import PPOObjective, ReinforceObjective
 from rlkit_cartpole.policy import CartPolePolicy
+from rlkit_cartpole.runtime import model_folder, torch_threads
 
 CHECKPOINT = "checkpoint.pt"
 TRAINER_JSON = "trainer.json"
@@ -61,6 +60,18 @@ class NativeConfig:
     hidden: int = 64  # units in each of the two hidden layers
     activation: str = "tanh"  # "tanh" (as SB3's MlpPolicy) or "relu"
     threads: int = 1  # torch CPU threads; one is fastest for a 2×64 MLP
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+                raise UsageError(f"{f.name} must not be negative, not {value}")
+        if self.timesteps < 1 or self.num_envs < 1:
+            raise UsageError("timesteps and num_envs must be at least 1")
+        if self.activation not in ("tanh", "relu"):
+            raise UsageError(f"activation must be tanh or relu, not {self.activation!r}")
+        if self.impl not in ("solution", "student"):
+            raise UsageError(f"impl must be solution or student, not {self.impl!r}")
 
     def settings(self) -> dict[str, Any]:
         """Every setting, for config.json."""
@@ -107,24 +118,15 @@ CONFIGS: dict[str, type[NativeConfig]] = {"ppo": PPOConfig, "reinforce": Reinfor
 def make_config(algo: str, **settings: Any) -> NativeConfig:
     """The config of ``algo`` with ``settings`` (``None`` values keep the defaults)."""
     if algo not in CONFIGS:
-        raise UsageError(f"unknown algorithm {algo!r} for the native backend; use one of: "
-                         f"{', '.join(CONFIGS)}")
+        raise UsageError(
+            f"unknown algorithm {algo!r} for the native backend; use one of: {', '.join(CONFIGS)}"
+        )
     cls = CONFIGS[algo]
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(settings) - known - {"algo"})
     if unknown:
         raise UsageError(f"unknown setting(s) for native {algo}: {', '.join(unknown)}")
     return cls(**{k: v for k, v in settings.items() if k in known and v is not None})
-
-
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 class NativeTrainer(Trainer):
@@ -157,8 +159,9 @@ class NativeTrainer(Trainer):
             c = self.config
             path = Path(c.path) if c.path else None
             if isinstance(c, PPOConfig):
-                self._objective = PPOObjective(c.impl, path, c.gamma, c.gae_lambda, c.clip_eps,
-                                               c.vf_coef, c.ent_coef)
+                self._objective = PPOObjective(
+                    c.impl, path, c.gamma, c.gae_lambda, c.clip_eps, c.vf_coef, c.ent_coef
+                )
             elif isinstance(c, ReinforceConfig):
                 self._objective = ReinforceObjective(c.impl, path, c.gamma, c.normalize)
             else:
@@ -231,24 +234,16 @@ class NativeTrainer(Trainer):
                     logits = self.policy.logits(b_obs[:t_max].reshape(-1, 4))
                 old_log_probs = objective.old_log_probs(logits, b_actions.view(-1))
 
-                # 3. Advantages. Each env's rollout is cut into segments that end at a terminal
-                #    step, a time-limit step or the rollout's last step. Where the episode did
-                #    not terminate, γ·V(next state) is folded into the reward (the bootstrap);
-                #    values[t + 1] is V(final state) at a truncation (next-step autoreset).
-                cut = b_terminated | b_truncated
-                cut[-1] = True
-                bootstrap = torch.from_numpy(cut & ~b_terminated).float() * values[1:]
-                rewards = torch.from_numpy(b_rewards) + c.gamma * bootstrap
-                valid = torch.from_numpy(b_valid)
-                env_major = valid.T  # lay each env's steps end to end, env after env
-                advantages, returns = objective.advantages(
-                    rewards.T[env_major], values[:-1].T[env_major],
-                    torch.from_numpy(cut).T[env_major].float(),
+                # 3. Advantages, with gae over each env's steps laid end to end.
+                rewards, seg_values, dones = gae_segments(
+                    b_rewards, values, b_terminated, b_truncated, b_valid, c.gamma
                 )
+                advantages, returns = objective.advantages(rewards, seg_values, dones)
+                valid = torch.from_numpy(b_valid)
                 batch = {
-                    "obs": b_obs[:t_max].transpose(0, 1)[env_major],
-                    "actions": b_actions.T[env_major],
-                    "old_log_probs": old_log_probs.view(t_max, n).T[env_major],
+                    "obs": env_major(b_obs[:t_max], valid),
+                    "actions": env_major(b_actions, valid),
+                    "old_log_probs": env_major(old_log_probs.view(t_max, n), valid),
                     "advantages": advantages,
                     "returns": returns,
                 }
@@ -313,12 +308,12 @@ class NativeTrainer(Trainer):
                     b_dones.append(terminated | truncated)  # the time limit ends it too
                     b_valid.append(running.copy())
                     running &= ~(terminated | truncated)
-                valid = torch.from_numpy(np.stack(b_valid)).T  # [env, time]
-                rewards = torch.from_numpy(np.stack(b_rewards)).T[valid]
-                dones = torch.from_numpy(np.stack(b_dones)).T[valid]
+                valid = torch.from_numpy(np.stack(b_valid))  # [time, env]
+                rewards = env_major(torch.from_numpy(np.stack(b_rewards)), valid)
+                dones = env_major(torch.from_numpy(np.stack(b_dones)), valid)
                 batch = {
-                    "obs": torch.stack(b_obs).transpose(0, 1)[valid],
-                    "actions": torch.stack(b_actions).T[valid],
+                    "obs": env_major(torch.stack(b_obs), valid),
+                    "actions": env_major(torch.stack(b_actions), valid),
                     # 2. Returns-to-go of the n episodes laid end to end.
                     "returns": objective.returns(rewards, dones),
                 }
@@ -332,7 +327,7 @@ class NativeTrainer(Trainer):
                 self.updates += 1
 
                 # 4. Log.
-                lengths = valid.sum(dim=1).float()
+                lengths = valid.sum(dim=0).float()
                 metrics = {
                     "timesteps": float(self.timesteps),
                     "episode_reward": float(rewards.sum() / n),
@@ -360,8 +355,11 @@ class NativeTrainer(Trainer):
 
                 frames = record_gif(self.act, Path(video), seed=self.config.seed)
                 lines.append(f"Wrote {video} ({frames} frames)")
-        metrics = {"mean_reward": float(returns.mean()), "std_reward": float(returns.std()),
-                   "episodes": float(episodes)}
+        metrics = {
+            "mean_reward": float(returns.mean()),
+            "std_reward": float(returns.std()),
+            "episodes": float(episodes),
+        }
         return Evaluation(metrics, lines)
 
     # -- checkpoints -----------------------------------------------------------------------
@@ -378,8 +376,12 @@ class NativeTrainer(Trainer):
             },
             path / CHECKPOINT,
         )
-        info = {"algo": self.config.algo, "config": asdict(self.config),
-                "timesteps": self.timesteps, "updates": self.updates}
+        info = {
+            "algo": self.config.algo,
+            "config": asdict(self.config),
+            "timesteps": self.timesteps,
+            "updates": self.updates,
+        }
         (path / TRAINER_JSON).write_text(json.dumps(info, indent=2) + "\n")
 
     @classmethod
@@ -400,8 +402,33 @@ class NativeTrainer(Trainer):
         return trainer
 
 
-def model_folder(path: Path) -> Path:
-    """A run directory's ``model/`` folder, or ``path`` itself."""
-    if (path / "config.json").is_file() and (path / "model").is_dir():
-        return path / "model"
-    return path
+def env_major(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """``[time, env, ...]`` → the valid steps of env 0 in time order, then env 1's, …"""
+    return x.transpose(0, 1)[valid.T]
+
+
+def gae_segments(
+    rewards: np.ndarray,
+    values: torch.Tensor,
+    terminated: np.ndarray,
+    truncated: np.ndarray,
+    valid: np.ndarray,
+    gamma: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Lay a ``[T, N]`` rollout out as one sequence that the exercise's 1-D ``gae`` can take.
+
+    Each env's steps are cut into segments ending at a terminal step, a time-limit step or the
+    rollout's last step (``dones`` = 1 there, so nothing leaks between segments). Where the
+    episode did *not* terminate, the segment's last reward gets γ·V(next state) added: the
+    bootstrap that ``gae``'s ``last_value`` would give, so ``last_value`` is 0. ``values`` is
+    ``[T + 1, N]``: V(s_t) for every stored state plus the state after the last step; with
+    next-step autoreset, ``values[t + 1]`` after a truncation is V(the episode's final state).
+    Autoreset steps (``valid`` false) are left out. Returns 1-D (rewards, values, dones).
+    """
+    cut = terminated | truncated
+    cut[-1] = True
+    bootstrap = torch.from_numpy(cut & ~terminated).to(values.dtype) * values[1:]
+    boosted = torch.from_numpy(rewards).to(values.dtype) + gamma * bootstrap
+    mask = torch.from_numpy(valid)
+    dones = torch.from_numpy(cut).to(values.dtype)
+    return env_major(boosted, mask), env_major(values[:-1], mask), env_major(dones, mask)

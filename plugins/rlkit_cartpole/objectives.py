@@ -18,7 +18,6 @@ import torch
 
 from rlkit.impl import load_exercise_functions
 from rlkit.interfaces import Objective
-
 from rlkit_cartpole.policy import CartPolePolicy
 
 

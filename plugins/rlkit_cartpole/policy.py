@@ -15,7 +15,6 @@ from torch import nn
 
 from rlkit.interfaces import Policy
 
-
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
 

@@ -18,8 +18,14 @@ class ProgressBar(Callback):
     def on_train_start(self, trainer: Trainer) -> None:
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=self.total, initial=self.start, desc=self.desc, unit="step",
-                        dynamic_ncols=True, leave=True)
+        self.bar = tqdm(
+            total=self.total,
+            initial=self.start,
+            desc=self.desc,
+            unit="step",
+            dynamic_ncols=True,
+            leave=True,
+        )
 
     def on_metrics(self, trainer: Trainer, step: int, metrics: Mapping[str, float]) -> None:
         if self.bar is None:

@@ -28,9 +28,8 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from rlkit.errors import UsageError
 from rlkit.interfaces import Callback, Evaluation, Trainer, notify_metrics
-
 from rlkit_cartpole.env import make_env, mean_reward_line
-from rlkit_cartpole.native import model_folder
+from rlkit_cartpole.runtime import model_folder, torch_threads
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C}
 MODEL_ZIP = "model.zip"
@@ -55,6 +54,7 @@ class SB3Config:
     algo: str = "ppo"
     timesteps: int = 80_000
     seed: int = 0
+    threads: int = 1  # torch CPU threads (not an SB3 setting: one is fastest for this MLP)
 
     def settings(self) -> dict[str, Any]:
         return asdict(self)
@@ -120,8 +120,10 @@ class SB3Trainer(Trainer):
 
     def __init__(self, config: SB3Config, model: BaseAlgorithm | None = None) -> None:
         if config.algo not in ALGORITHMS:
-            raise UsageError(f"unknown algorithm {config.algo!r} for the sb3 backend; use one "
-                             f"of: {', '.join(ALGORITHMS)}")
+            raise UsageError(
+                f"unknown algorithm {config.algo!r} for the sb3 backend; use one "
+                f"of: {', '.join(ALGORITHMS)}"
+            )
         self.config = config
         if model is None:
             model = ALGORITHMS[config.algo]("MlpPolicy", make_env(), seed=config.seed, verbose=0)
@@ -140,8 +142,13 @@ class SB3Trainer(Trainer):
             callback.on_train_start(self)
         if remaining > 0:
             try:
-                self.model.learn(remaining, callback=_ForwardMetrics(self, callbacks),
-                                 log_interval=1, reset_num_timesteps=False)
+                with torch_threads(self.config.threads):
+                    self.model.learn(
+                        remaining,
+                        callback=_ForwardMetrics(self, callbacks),
+                        log_interval=1,
+                        reset_num_timesteps=False,
+                    )
             except KeyboardInterrupt:
                 self.interrupted = True
         for callback in callbacks:
@@ -158,8 +165,14 @@ class SB3Trainer(Trainer):
         env = DummyVecEnv([lambda: Monitor(make_env())])
         env.seed(10_000 + self.config.seed)
         try:
-            returns, _ = evaluate_policy(self.model, env, n_eval_episodes=episodes,
-                                         deterministic=True, return_episode_rewards=True)
+            with torch_threads(self.config.threads):
+                returns, _ = evaluate_policy(
+                    self.model,
+                    env,
+                    n_eval_episodes=episodes,
+                    deterministic=True,
+                    return_episode_rewards=True,
+                )
         finally:
             env.close()
         returns = np.asarray(returns, dtype=float)
@@ -169,8 +182,11 @@ class SB3Trainer(Trainer):
 
             frames = record_gif(self.act, Path(video), seed=self.config.seed)
             lines.append(f"Wrote {video} ({frames} frames)")
-        metrics = {"mean_reward": float(returns.mean()), "std_reward": float(returns.std()),
-                   "episodes": float(episodes)}
+        metrics = {
+            "mean_reward": float(returns.mean()),
+            "std_reward": float(returns.std()),
+            "episodes": float(episodes),
+        }
         return Evaluation(metrics, lines)
 
     def save(self, path: Path) -> None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from rlkit.errors import RlkitError, UsageError
-
 from rlkit_cartpole.env import make_env
 
 
@@ -32,6 +32,10 @@ def record_gif(
     path = Path(path)
     if path.suffix.lower() != ".gif":
         raise UsageError(f"--video must name a .gif file, not {path.name}")
+    # gymnasium's renderer calls pygame.init(); without a sound card or display SDL would
+    # complain on stderr, and we only draw into an off-screen surface anyway
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     env = make_env(render_mode="rgb_array")
     try:
         obs, _ = env.reset(seed=seed)
@@ -51,6 +55,12 @@ def record_gif(
         images.append(image.resize(size, Image.Resampling.BILINEAR))
     path.parent.mkdir(parents=True, exist_ok=True)
     fps = env.metadata.get("render_fps", 50)
-    images[0].save(path, save_all=True, append_images=images[1:], loop=0,
-                   duration=int(1000 * every / fps), optimize=False)
+    images[0].save(
+        path,
+        save_all=True,
+        append_images=images[1:],
+        loop=0,
+        duration=int(1000 * every / fps),
+        optimize=False,
+    )
     return len(images)

@@ -6,14 +6,42 @@ from rlkit import hookimpl
 from rlkit.registry import Exercise
 
 EXERCISES = (
-    Exercise("log_prob", ("log_prob", "entropy", "grad_log_prob"), "exercises.log_prob",
-             "solutions.log_prob", "grader.checks.log_prob", "The log-prob trick", order=10),
-    Exercise("reinforce", ("returns_to_go", "reinforce_loss"), "exercises.reinforce",
-             "solutions.reinforce", "grader.checks.reinforce", "REINFORCE", order=20),
-    Exercise("ppo", ("ppo_clip_loss", "gae"), "exercises.ppo", "solutions.ppo",
-             "grader.checks.ppo", "PPO: clipping and GAE", order=30),
-    Exercise("dpo", ("sequence_log_probs", "dpo_loss"), "exercises.dpo", "solutions.dpo",
-             "grader.checks.dpo", "DPO: preferences without a reward model", order=40),
+    Exercise(
+        "log_prob",
+        ("log_prob", "entropy", "grad_log_prob"),
+        "exercises.log_prob",
+        "solutions.log_prob",
+        "grader.checks.log_prob",
+        "The log-prob trick",
+        order=10,
+    ),
+    Exercise(
+        "reinforce",
+        ("returns_to_go", "reinforce_loss"),
+        "exercises.reinforce",
+        "solutions.reinforce",
+        "grader.checks.reinforce",
+        "REINFORCE",
+        order=20,
+    ),
+    Exercise(
+        "ppo",
+        ("ppo_clip_loss", "gae"),
+        "exercises.ppo",
+        "solutions.ppo",
+        "grader.checks.ppo",
+        "PPO: clipping and GAE",
+        order=30,
+    ),
+    Exercise(
+        "dpo",
+        ("sequence_log_probs", "dpo_loss"),
+        "exercises.dpo",
+        "solutions.dpo",
+        "grader.checks.dpo",
+        "DPO: preferences without a reward model",
+        order=40,
+    ),
 )
 
 

@@ -9,16 +9,25 @@ from pathlib import Path
 
 import click
 
-from rlkit.errors import RlkitError, UsageError
+from rlkit.errors import RlkitError
 
 
 @click.command(name="check")
 @click.argument("exercises", nargs=-1)
-@click.option("--path", "path", type=click.Path(path_type=Path), default=Path("."),
-              show_default=True, help="Your workspace: the folder with log_prob.py, ppo.py, ...")
+@click.option(
+    "--path",
+    "path",
+    type=click.Path(path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Your workspace: the folder with log_prob.py, ppo.py, ...",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
-@click.option("--hidden", is_flag=True,
-              help="Instructors: also run the hidden checks (not in student bundles).")
+@click.option(
+    "--hidden",
+    is_flag=True,
+    help="Instructors: also run the hidden checks (not in student bundles).",
+)
 def check_command(exercises: tuple[str, ...], path: Path, as_json: bool, hidden: bool) -> None:
     """Check your exercise answers (all exercises, or the ones named).
 
@@ -63,28 +72,38 @@ def release_command(directory: Path, force: bool) -> None:
     from grader.workspace import release_bundle
 
     written = release_bundle(directory, force=force)
-    click.echo(f"Wrote the student bundle to {directory} ({len(written)} files). Students run "
-               f"`rlkit check --path {directory}` in it.")
+    click.echo(
+        f"Wrote the student bundle to {directory} ({len(written)} files). Students run "
+        f"`rlkit check --path {directory}` in it."
+    )
 
 
 @click.command(name="vectors")
 @click.argument("exercises", nargs=-1)
-@click.option("--regenerate", is_flag=True,
-              help="Rewrite the stored vectors from the reference solutions.")
+@click.option(
+    "--regenerate", is_flag=True, help="Rewrite the stored vectors from the reference solutions."
+)
 def vectors_command(exercises: tuple[str, ...], regenerate: bool) -> None:
     """Instructors: verify (default) or regenerate the stored test vectors that let students
     self-check without the reference solutions. Exit 1 when they are stale."""
     from grader import api
 
     if regenerate:
-        for path in api.regenerate(exercises):
-            click.echo(f"Wrote {path}")
+        for path, mistakes in api.regenerate(exercises):
+            note = (
+                f"{mistakes} classic mistakes named in feedback"
+                if mistakes
+                else f"no mistakes suite found in {api.MISTAKES_DIR}: feedback names none"
+            )
+            click.echo(f"Wrote {path} ({note})")
         return
     stale = api.verify(exercises)
     for name, problems in stale.items():
         if problems:
-            click.echo(f"{name}: STALE - {problems[0]}" + (
-                f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+            click.echo(
+                f"{name}: STALE - {problems[0]}"
+                + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+            )
         else:
             click.echo(f"{name}: up to date")
     if any(stale.values()):
@@ -93,6 +112,4 @@ def vectors_command(exercises: tuple[str, ...], regenerate: bool) -> None:
 
 def register(cli: click.Group) -> None:
     for command in (check_command, init_command, release_command, vectors_command):
-        if command.name in cli.commands:
-            raise UsageError(f"a command named {command.name!r} is already registered")
         cli.add_command(command)

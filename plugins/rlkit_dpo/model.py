@@ -121,7 +121,7 @@ def build_model(
         num_attention_heads=r["num_attention_heads"],
         num_key_value_heads=r["num_key_value_heads"],
         max_position_embeddings=r["max_position_embeddings"],
-        tie_word_embeddings=True,
+        tie_word_embeddings=r.get("tie_word_embeddings", True),
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=None,

@@ -34,10 +34,8 @@ def _gamma_forward(rewards, gamma, dones=None):
 
 
 def _discount_from_start(rewards, gamma, dones=None):
-    g = _backward(rewards, 1.0, dones) * 0
     t = torch.arange(len(rewards), dtype=rewards.dtype)
-    weighted = rewards * torch.as_tensor(gamma, dtype=rewards.dtype) ** t
-    return g + _backward(weighted, 1.0, dones)
+    return _backward(rewards * torch.as_tensor(gamma, dtype=rewards.dtype) ** t, 1.0, dones)
 
 
 def _inplace(rewards, gamma, dones=None):
@@ -47,10 +45,20 @@ def _inplace(rewards, gamma, dones=None):
     return rewards
 
 
-def _loss(log_probs, returns, normalize=True, *, sign=-1.0, reduce="mean", detach=True,
-          force=None, unbiased=True, center=True):
+def _loss(
+    log_probs,
+    returns,
+    normalize=True,
+    *,
+    sign=-1.0,
+    reduce="mean",
+    detach=True,
+    force=None,
+    unbiased=True,
+    center=True,
+):
     g = returns.detach() if detach else returns
-    if (normalize if force is None else force):
+    if normalize if force is None else force:
         mean = g.mean() if center else 0.0
         g = (g - mean) / (g.std(unbiased=unbiased) + 1e-8)
     terms = log_probs * g
@@ -58,52 +66,97 @@ def _loss(log_probs, returns, normalize=True, *, sign=-1.0, reduce="mean", detac
 
 
 MISTAKES = [
-    Mistake("gamma_forward", "returns_to_go",
-            "discounts the past instead of the future: G_t = r_t + γ·G_{t+1} runs backwards "
-            "in time, from the last step.", _gamma_forward),
-    Mistake("ignores_dones", "returns_to_go",
-            "ignores dones, so returns leak across episode boundaries: restart the sum after "
-            "a done step.", lambda rewards, gamma, dones=None: _backward(rewards, gamma, None)),
-    Mistake("restart_one_step_early", "returns_to_go",
-            "restarts the sum one step too early: G_t at a done step is r_t alone, and the "
-            "step before it still sees the done step's reward.",
-            lambda rewards, gamma, dones=None: _backward(rewards, gamma, dones,
-                                                         reset_after=True)),
-    Mistake("discount_from_episode_start", "returns_to_go",
-            "uses γ^t counted from the start of the rollout; the discount counts steps from t: "
-            "G_t = Σ_k γ^(k-t) r_k.", _discount_from_start),
-    Mistake("no_discount", "returns_to_go",
-            "ignores γ: the returns are plain sums of future rewards.",
-            lambda rewards, gamma, dones=None: _backward(rewards, 1.0, dones)),
-    Mistake("rewards_modified_in_place", "returns_to_go",
-            "accumulates into the rewards tensor in place, destroying the caller's data; "
-            "build a new tensor.", _inplace),
-    Mistake("loss_wrong_sign", "reinforce_loss",
-            "the sign is flipped: we minimize L = -mean(log π · G) to make good actions likelier.",
-            lambda log_probs, returns, normalize=True: _loss(log_probs, returns, normalize,
-                                                              sign=1.0)),
-    Mistake("loss_sum", "reinforce_loss", "sums over steps instead of averaging (use mean).",
-            lambda log_probs, returns, normalize=True: _loss(log_probs, returns, normalize,
-                                                              reduce="sum")),
-    Mistake("returns_not_detached", "reinforce_loss",
-            "lets the gradient flow into the returns: use returns.detach(), they are targets.",
-            lambda log_probs, returns, normalize=True: _loss(log_probs, returns, normalize,
-                                                              detach=False)),
-    Mistake("never_normalizes", "reinforce_loss",
-            "ignores normalize=True: standardize G as (G - mean) / (std + 1e-8).",
-            lambda log_probs, returns, normalize=True: _loss(log_probs, returns, force=False)),
-    Mistake("always_normalizes", "reinforce_loss",
-            "standardizes G even when normalize=False.",
-            lambda log_probs, returns, normalize=True: _loss(log_probs, returns, force=True)),
-    Mistake("biased_std", "reinforce_loss",
-            "uses the biased std (divides by n); the contract is torch's default unbiased "
-            "std (n - 1).",
-            lambda log_probs, returns, normalize=True: _loss(log_probs, returns, normalize,
-                                                              unbiased=False)),
-    Mistake("not_centered", "reinforce_loss",
-            "divides by the std but does not subtract the mean: Ĝ = (G - mean(G)) / (std + 1e-8).",
-            lambda log_probs, returns, normalize=True: _loss(log_probs, returns, normalize,
-                                                              center=False)),
+    Mistake(
+        "gamma_forward",
+        "returns_to_go",
+        "discounts the past instead of the future: G_t = r_t + γ·G_{t+1} runs backwards "
+        "in time, from the last step.",
+        _gamma_forward,
+    ),
+    Mistake(
+        "ignores_dones",
+        "returns_to_go",
+        "ignores dones, so returns leak across episode boundaries: restart the sum after "
+        "a done step.",
+        lambda rewards, gamma, dones=None: _backward(rewards, gamma, None),
+    ),
+    Mistake(
+        "restart_one_step_early",
+        "returns_to_go",
+        "restarts the sum one step too early: G_t at a done step is r_t alone, and the "
+        "step before it still sees the done step's reward.",
+        lambda rewards, gamma, dones=None: _backward(rewards, gamma, dones, reset_after=True),
+    ),
+    Mistake(
+        "discount_from_episode_start",
+        "returns_to_go",
+        "uses γ^t counted from the start of the rollout; the discount counts steps from t: "
+        "G_t = Σ_k γ^(k-t) r_k.",
+        _discount_from_start,
+    ),
+    Mistake(
+        "no_discount",
+        "returns_to_go",
+        "ignores γ: the returns are plain sums of future rewards.",
+        lambda rewards, gamma, dones=None: _backward(rewards, 1.0, dones),
+    ),
+    Mistake(
+        "rewards_modified_in_place",
+        "returns_to_go",
+        "accumulates into the rewards tensor in place, destroying the caller's data; "
+        "build a new tensor.",
+        _inplace,
+    ),
+    Mistake(
+        "loss_wrong_sign",
+        "reinforce_loss",
+        "the sign is flipped: we minimize L = -mean(log π · G) to make good actions likelier.",
+        lambda log_probs, returns, normalize=True: _loss(log_probs, returns, normalize, sign=1.0),
+    ),
+    Mistake(
+        "loss_sum",
+        "reinforce_loss",
+        "sums over steps instead of averaging (use mean).",
+        lambda log_probs, returns, normalize=True: _loss(
+            log_probs, returns, normalize, reduce="sum"
+        ),
+    ),
+    Mistake(
+        "returns_not_detached",
+        "reinforce_loss",
+        "lets the gradient flow into the returns: use returns.detach(), they are targets.",
+        lambda log_probs, returns, normalize=True: _loss(
+            log_probs, returns, normalize, detach=False
+        ),
+    ),
+    Mistake(
+        "never_normalizes",
+        "reinforce_loss",
+        "ignores normalize=True: standardize G as (G - mean) / (std + 1e-8).",
+        lambda log_probs, returns, normalize=True: _loss(log_probs, returns, force=False),
+    ),
+    Mistake(
+        "always_normalizes",
+        "reinforce_loss",
+        "standardizes G even when normalize=False.",
+        lambda log_probs, returns, normalize=True: _loss(log_probs, returns, force=True),
+    ),
+    Mistake(
+        "biased_std",
+        "reinforce_loss",
+        "uses the biased std (divides by n); the contract is torch's default unbiased std (n - 1).",
+        lambda log_probs, returns, normalize=True: _loss(
+            log_probs, returns, normalize, unbiased=False
+        ),
+    ),
+    Mistake(
+        "not_centered",
+        "reinforce_loss",
+        "divides by the std but does not subtract the mean: Ĝ = (G - mean(G)) / (std + 1e-8).",
+        lambda log_probs, returns, normalize=True: _loss(
+            log_probs, returns, normalize, center=False
+        ),
+    ),
 ]
 
 
@@ -115,8 +168,11 @@ def _rtg_matrix(rewards, gamma, dones=None):
     i = torch.arange(t)
     power = (i[None, :] - i[:, None]).clamp(min=0)
     same = (episode[None, :] == episode[:, None]) & (i[None, :] >= i[:, None])
-    weights = torch.where(same, torch.as_tensor(gamma, dtype=rewards.dtype) ** power,
-                          torch.zeros((), dtype=rewards.dtype))
+    weights = torch.where(
+        same,
+        torch.as_tensor(gamma, dtype=rewards.dtype) ** power,
+        torch.zeros((), dtype=rewards.dtype),
+    )
     return weights @ rewards
 
 

@@ -1,0 +1,61 @@
+"""Fidelity: every classic mistake fails the public checks and is named in the feedback; every
+alternative correct answer passes every check, hidden ones included. Runs in-process through
+the same judges and stored vectors as `rlkit check`."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+from grader.api import check_module, mistakes_suite
+from grader.model import HIDDEN, PUBLIC
+
+EXERCISES = ("log_prob", "reinforce", "ppo", "dpo")
+SUITES = {name: mistakes_suite(name) for name in EXERCISES}
+
+
+def _reference(exercise: str) -> dict:
+    module = importlib.import_module(f"solutions.{exercise}")
+    return {n: getattr(module, n) for n in dir(module) if not n.startswith("_")}
+
+
+def _cases(kind: str) -> list:
+    return [
+        pytest.param(ex, item, id=f"{ex}:{item.function}:{item.name}")
+        for ex, suite in SUITES.items()
+        for item in getattr(suite, kind)
+    ]
+
+
+def test_every_exercise_has_at_least_six_mistakes_and_some_alternatives() -> None:
+    for name, suite in SUITES.items():
+        assert suite is not None, f"tests/mistakes/{name}_mistakes.py is missing"
+        assert len(suite.MISTAKES) >= 6, name
+        assert len({m.name for m in suite.MISTAKES}) == len(suite.MISTAKES), name
+        functions = importlib.import_module(f"solutions.{name}")
+        for item in [*suite.MISTAKES, *suite.ALTERNATIVES]:
+            assert hasattr(functions, item.function), (name, item.name)
+        assert {a.function for a in suite.ALTERNATIVES} >= {m.function for m in suite.MISTAKES}
+
+
+@pytest.mark.parametrize(("exercise", "mistake"), _cases("MISTAKES"))
+def test_mistake_is_caught_by_public_checks_and_named(exercise, mistake) -> None:
+    functions = {**_reference(exercise), mistake.function: mistake.impl}
+    report = check_module(exercise, functions, PUBLIC)
+    failed = [c for c in report.checks if not c.passed]
+    assert failed, f"{mistake.name} passes every public check"
+    assert {c.function for c in failed} == {mistake.function}
+    named = [c.name for c in failed if mistake.explanation in c.message]
+    assert named, f"no failing check names {mistake.name}:\n" + "\n".join(
+        f"{c.name}: {c.message}" for c in failed
+    )
+
+
+@pytest.mark.parametrize(("exercise", "alternative"), _cases("ALTERNATIVES"))
+def test_alternative_passes_every_check(exercise, alternative) -> None:
+    functions = {**_reference(exercise), alternative.function: alternative.impl}
+    report = check_module(exercise, functions, HIDDEN)
+    failed = [f"{c.name}: {c.message}" for c in report.checks if not c.passed]
+    assert not failed, "\n".join(failed)
+    assert report.score == report.max_score

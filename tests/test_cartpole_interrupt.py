@@ -1,0 +1,80 @@
+"""Ctrl-C leaves a usable checkpoint and a valid run directory; `--resume` continues it.
+
+The native case sends a real SIGINT to the installed `rlkit` console script."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from click.testing import CliRunner
+from conftest import rlkit_cmd
+
+from rlkit.cli import cli
+from rlkit.runs import read_metrics
+
+
+def test_ctrl_c_in_a_real_process_then_eval_and_resume(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    exe = Path(sys.executable).with_name("rlkit")
+    proc = subprocess.Popen(
+        [str(exe), "train", "cartpole", "--backend", "native", "--timesteps", "100000000",
+         "--out", str(run)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(read_metrics(run / "metrics.csv")) < 3:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "training never logged a row"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    message = err.strip().splitlines()[-1].split("\r")[-1]
+    assert message.startswith("Interrupted at ") and f"--resume {run}" in message
+    assert (run / "model" / "checkpoint.pt").is_file() and (run / "curves.png").is_file()
+    rows = read_metrics(run / "metrics.csv")
+    done = int(rows[-1]["timesteps"])
+
+    evaluation = rlkit_cmd("eval", str(run), "--episodes", "2")
+    assert evaluation.returncode == 0 and evaluation.stdout.startswith("Mean reward: ")
+
+    result = CliRunner().invoke(
+        cli, ["train", "cartpole", "--resume", str(run), "--timesteps", str(done + 1024),
+              "--eval-episodes", "1"],
+    )
+    assert result.exit_code == 0, result.output
+    resumed = read_metrics(run / "metrics.csv")
+    assert resumed[: len(rows)] == rows and resumed[-1]["timesteps"] >= done + 1024
+
+
+def test_ctrl_c_during_sb3_training_saves_and_resumes(tmp_path: Path, monkeypatch) -> None:
+    from rlkit_cartpole import progress
+
+    def ctrl_c(self, trainer, step, metrics):
+        raise KeyboardInterrupt
+
+    run = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        patch.setattr(progress.ProgressBar, "on_metrics", ctrl_c)
+        result = CliRunner().invoke(
+            cli, ["train", "cartpole", "--backend", "sb3", "--timesteps", "80000",
+                  "--out", str(run)],
+        )
+    assert result.exit_code == 130, result.output
+    assert "Interrupted at 2048 timesteps" in result.output
+    assert (run / "model" / "model.zip").is_file() and (run / "curves.png").is_file()
+    result = CliRunner().invoke(
+        cli, ["train", "cartpole", "--resume", str(run), "--timesteps", "4096",
+              "--eval-episodes", "1"],
+    )
+    assert result.exit_code == 0, result.output
+    assert [r["timesteps"] for r in read_metrics(run / "metrics.csv")] == [2048.0, 4096.0]

@@ -1,0 +1,80 @@
+"""The in-process API a notebook cell (or an instructor's script) calls, and the judges'
+tolerances: right answers pass whatever their round-off, wrong ones fail."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+import solutions.ppo
+from grader import check_function, check_module
+from grader.judges import close
+from grader.model import HIDDEN, Outcome, Output
+
+
+def test_check_function_grades_one_function_in_process() -> None:
+    report = check_function("ppo", solutions.ppo.gae)
+    assert report.checks and {c.function for c in report.checks} == {"gae"}
+    assert report.passed and report.score == report.max_score
+
+
+def test_check_function_names_a_classic_mistake() -> None:
+    def ppo_clip_loss(log_probs, old_log_probs, advantages, clip_eps=0.2):
+        ratio = torch.exp(log_probs - old_log_probs.detach())
+        a = advantages.detach()
+        return -torch.max(ratio * a, torch.clamp(ratio, 1 - clip_eps, 1 + clip_eps) * a).mean()
+
+    report = check_function("ppo", ppo_clip_loss)
+    values = next(c for c in report.checks if c.name == "ppo_clip_loss.values")
+    assert not values.passed
+    assert "expected" in values.message and "got" in values.message
+    assert "takes the max of the two surrogates" in values.message
+
+
+def test_check_module_accepts_a_mapping_and_reports_missing_functions() -> None:
+    report = check_module("ppo", {"gae": solutions.ppo.gae}, HIDDEN)
+    by_function = {c.function: c for c in report.checks if not c.passed}
+    assert set(by_function) == {"ppo_clip_loss"}
+    assert by_function["ppo_clip_loss"].message == "ppo_clip_loss() is missing from your file"
+
+
+def test_outcome_round_trips_through_plain_data() -> None:
+    outcome = Outcome(
+        ok=True,
+        container="tuple",
+        outputs=[
+            Output("tensor", "float32", (2,), True, np.array([1.0, 2.0], np.float32)),
+            Output("number", type="float", value=0.5),
+        ],
+        grads={0: np.ones(2), 1: None},
+        modified=[1],
+    )
+    store: dict[str, np.ndarray] = {}
+
+    def put(a: np.ndarray) -> str:
+        store[f"k{len(store)}"] = a
+        return f"k{len(store) - 1}"
+
+    back = Outcome.from_meta(outcome.to_meta(put), store)
+    assert back.container == "tuple" and back.modified == [1]
+    assert back.outputs[0].requires_grad and back.outputs[1].value == 0.5
+    np.testing.assert_array_equal(back.grads[0], np.ones(2))
+    assert back.grads[1] is None
+    assert not Outcome.from_meta({"ok": False, "error": "boom"}, {}).ok
+
+
+def test_tolerance_accepts_float32_round_off_and_rejects_real_errors() -> None:
+    rng = np.random.default_rng(0)
+    r = rng.standard_normal(1000).astype(np.float32)
+    gamma = np.float32(0.99)
+    loop = np.zeros_like(r)
+    g = np.float32(0)
+    for t in range(999, -1, -1):
+        g = r[t] + gamma * g
+        loop[t] = g
+    powers = gamma ** np.arange(1000, dtype=np.float32)
+    matrix = np.array([np.dot(powers[: 1000 - t], r[t:]) for t in range(1000)], np.float32)
+    assert close(matrix, loop, 2e-3, 1e-5).all()
+    assert not close(loop * 1.01, loop, 1e-4, 1e-6).all()
+    assert close(np.array([np.nan, np.inf]), np.array([np.nan, np.inf]), 1e-4, 0).all()
+    assert not close(np.array([np.inf]), np.array([1.0]), 1e-4, 0).all()

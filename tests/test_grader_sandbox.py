@@ -1,0 +1,184 @@
+"""Untrusted code: each exercise runs in its own sandboxed worker; whatever one does (loops,
+exits, crashes, floods output, eats memory, patches the grader) costs that exercise's points
+only, and the report says what happened in one line."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from grader.api import check_workspace
+
+SOLUTIONS = Path(__file__).resolve().parent.parent / "solutions"
+FAST = {"call_s": 1, "wall_s": 4, "import_s": 1}
+
+LOG_PROB = """
+import torch
+
+def log_prob(logits, actions):
+    return torch.log_softmax(logits, -1).gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+
+def entropy(logits):
+    while True:  # an infinite loop that even swallows the time-limit exception
+        try:
+            while True:
+                pass
+        except BaseException:
+            pass
+
+def grad_log_prob(logits, actions):
+    import os
+    os._exit(0)  # "success", in the middle of the checks
+"""
+
+REINFORCE = """
+import sys
+import torch
+from solutions_copy import returns_to_go as _rtg
+
+def returns_to_go(rewards, gamma, dones=None):
+    print("x" * 1_000_000)
+    sys.stderr.write("y" * 100_000)
+    return _rtg(rewards, gamma, dones)
+
+def reinforce_loss(log_probs, returns, normalize=True):
+    sys.exit(3)
+"""
+
+PPO = """
+import numpy
+import torch
+torch.allclose = lambda *a, **k: True
+numpy.allclose = lambda *a, **k: True
+numpy.isclose = lambda *a, **k: numpy.array(True)
+try:
+    import grader.judges
+    grader.judges.judge = lambda *a, **k: None
+    grader.judges.close = lambda *a, **k: numpy.array(True)
+except Exception:
+    pass
+
+def ppo_clip_loss(log_probs, old_log_probs, advantages, clip_eps=0.2):
+    return (log_probs * 0).sum()  # wrong, and the patches above must not help
+
+def gae(rewards, values, dones, last_value, gamma=0.99, lam=0.95):
+    big = numpy.ones(400_000_000)  # 3.2 GB: over the memory cap
+    return big, big
+"""
+
+DPO = """
+import ctypes
+from solutions_copy_dpo import dpo_loss
+
+def sequence_log_probs(logits, input_ids, completion_mask):
+    ctypes.string_at(0)  # segmentation fault
+"""
+
+
+@pytest.fixture(scope="module")
+def hostile_report(tmp_path_factory: pytest.TempPathFactory):
+    ws = tmp_path_factory.mktemp("hostile")
+    (ws / "log_prob.py").write_text(LOG_PROB)
+    (ws / "reinforce.py").write_text(REINFORCE)
+    shutil.copy(SOLUTIONS / "reinforce.py", ws / "solutions_copy.py")
+    (ws / "ppo.py").write_text(PPO)
+    (ws / "dpo.py").write_text(DPO)
+    shutil.copy(SOLUTIONS / "dpo.py", ws / "solutions_copy_dpo.py")
+    report = check_workspace(ws, limits=FAST)
+    return {e.name: {c.name: c for c in e.checks} for e in report.exercises}, report
+
+
+def _by_function(checks: dict, function: str) -> list:
+    return [c for c in checks.values() if c.function == function]
+
+
+def test_a_function_that_behaves_is_graded_whatever_its_neighbours_do(hostile_report) -> None:
+    checks, _ = hostile_report
+    for exercise, function in (
+        ("log_prob", "log_prob"),
+        ("reinforce", "returns_to_go"),
+        ("dpo", "dpo_loss"),
+    ):
+        results = _by_function(checks[exercise], function)
+        assert results and all(c.passed for c in results), (exercise, function)
+
+
+def test_an_infinite_loop_costs_its_function_only(hostile_report) -> None:
+    checks, report = hostile_report
+    failed = _by_function(checks["log_prob"], "entropy")
+    assert failed and not any(c.passed for c in failed)
+    assert any("time limit" in c.message or "longer than" in c.message for c in failed)
+
+
+@pytest.mark.parametrize(
+    ("exercise", "function", "words"),
+    [
+        ("log_prob", "grad_log_prob", "exit code 0"),
+        ("reinforce", "reinforce_loss", "sys.exit(3)"),
+        ("dpo", "sequence_log_probs", "SIGSEGV"),
+        ("ppo", "gae", "allocate"),
+    ],
+)
+def test_exits_crashes_and_huge_allocations_are_reported_in_one_line(
+    hostile_report, exercise: str, function: str, words: str
+) -> None:
+    checks, _ = hostile_report
+    failed = _by_function(checks[exercise], function)
+    assert failed and not any(c.passed for c in failed)
+    assert any(words in c.message for c in failed), [c.message for c in failed]
+    assert all("\n" not in c.message for c in failed)
+
+
+def test_patching_torch_numpy_or_the_grader_does_not_change_verdicts(hostile_report) -> None:
+    checks, _ = hostile_report
+    values = checks["ppo"]["ppo_clip_loss.values"]
+    assert not values.passed and "is wrong" in values.message
+    for name in ("ppo_clip_loss.gradient", "ppo_clip_loss.extreme"):
+        assert not checks["ppo"][name].passed
+
+
+def test_import_problems_get_one_line_each(tmp_path: Path) -> None:
+    (tmp_path / "log_prob.py").write_text("def log_prob(logits, actions:\n    return 1\n")
+    (tmp_path / "reinforce.py").write_text("while True:\n    pass\n")
+    (tmp_path / "ppo.py").write_text("import os\nos._exit(0)\n")
+    (tmp_path / "dpo.py").write_text(
+        "import numpy\n"
+        "def sequence_log_probs(logits, input_ids, completion_mask):\n"
+        "    return numpy.zeros(len(logits))\n"
+    )
+    report = check_workspace(tmp_path, limits=FAST)
+    by_name = {e.name: e for e in report.exercises}
+    assert "syntax error at log_prob.py line 1" in by_name["log_prob"].problem
+    assert "longer than" in by_name["reinforce"].problem
+    assert "exit code 0" in by_name["ppo"].problem
+    dpo = {c.name: c.message for c in by_name["dpo"].checks}
+    assert dpo["sequence_log_probs.values"].startswith(
+        "sequence_log_probs() returned a numpy array"
+    )
+    assert dpo["dpo_loss.values"] == "dpo_loss() is missing from your file"
+    assert report.score == 0 and not report.passed
+    for e in report.exercises:
+        assert e.max_score > 0 and all(not c.passed for c in e.checks)
+
+
+def test_a_missing_file_fails_that_exercise_only(tmp_path: Path) -> None:
+    shutil.copy(SOLUTIONS / "log_prob.py", tmp_path / "log_prob.py")
+    report = check_workspace(tmp_path, ["log_prob", "ppo"])
+    log_prob, ppo = report.exercises
+    assert log_prob.passed and log_prob.score == log_prob.max_score
+    assert not ppo.passed and "ppo.py not found" in ppo.problem and ppo.score == 0
+
+
+def test_spawned_workers_grade_like_forked_ones(tmp_path: Path) -> None:
+    """Where forking after torch is unsafe (macOS, Windows) each worker is a fresh process."""
+    (tmp_path / "reinforce.py").write_text(
+        (SOLUTIONS / "reinforce.py").read_text()
+        + "\n\ndef reinforce_loss(log_probs, returns, normalize=True):\n"
+        "    import os\n    os._exit(1)\n"
+    )
+    report = check_workspace(tmp_path, ["reinforce"], limits={**FAST, "spawn": 1})
+    checks = {c.name: c for c in report.exercises[0].checks}
+    assert checks["returns_to_go.values_with_dones"].passed
+    assert "exit code 1" in checks["reinforce_loss.values_normalized"].message
