@@ -11,6 +11,7 @@ torch in the parent).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import time
@@ -29,17 +30,12 @@ BUNDLE_DIR = "checks"
 MANIFEST = "manifest.json"
 
 
-def _exercises() -> dict[str, Any]:
-    from rlkit.plugins import get_exercises
-
-    return get_exercises()
-
-
 def select_exercises(names: Iterable[str] = ()) -> list[Any]:
     """Registered exercises by name (all, in course order, when ``names`` is empty)."""
     from rlkit.errors import UsageError
+    from rlkit.plugins import get_exercises
 
-    known = _exercises()
+    known = get_exercises()
     names = list(names)
     unknown = [n for n in names if n not in known]
     if unknown:
@@ -47,24 +43,36 @@ def select_exercises(names: Iterable[str] = ()) -> list[Any]:
     return [known[n] for n in names] if names else list(known.values())
 
 
-def vectors_stem(exercise: Any, bundle: Path | None = None) -> Path:
+def vectors_stem(exercise: Any, bundle: Path | None = None, hidden: bool = False) -> Path:
     """Where an exercise's vectors are: the student bundle's ``checks/`` first, else beside
-    the installed checks module."""
-    if bundle is not None:
-        stem = Path(bundle) / BUNDLE_DIR / exercise.name
-        if store.exists(stem):
+    the installed checks module. For hidden checks (instructors) the installed ones come
+    first: a bundle holds the public checks only."""
+    local = None if bundle is None else Path(bundle) / BUNDLE_DIR / exercise.name
+    try:
+        package = store.package_vectors_stem(exercise.checks)
+    except FileNotFoundError:
+        package = None  # a bundle can still be checked without the course's checks installed
+    for stem in (package, local) if hidden else (local, package):
+        if stem is not None and store.exists(stem):
             return stem
-    return store.package_vectors_stem(exercise.checks)
+    raise FileNotFoundError(f"no stored vectors for {exercise.name}")
 
 
-def load_vectors(exercise: Any, bundle: Path | None = None) -> ExerciseVectors:
+@functools.lru_cache(maxsize=16)
+def _load(stem: str, mtime_ns: int) -> ExerciseVectors:
+    return store.load(Path(stem))
+
+
+def load_vectors(
+    exercise: Any, bundle: Path | None = None, hidden: bool = False
+) -> ExerciseVectors:
+    """The exercise's vectors (read once per file version; treat them as read-only)."""
     from rlkit.errors import RlkitError
 
     try:
-        stem = vectors_stem(exercise, bundle)
-        if not store.exists(stem):
-            raise FileNotFoundError(stem)
-        return store.load(stem)
+        stem = vectors_stem(exercise, bundle, hidden)
+        json_file = stem.with_name(stem.name + store.SUFFIX_JSON)
+        return _load(str(stem), json_file.stat().st_mtime_ns)
     except (FileNotFoundError, ValueError, KeyError, OSError) as exc:
         raise RlkitError(
             f"no usable checks for {exercise.name} ({exc}); an instructor regenerates them "
@@ -75,44 +83,31 @@ def load_vectors(exercise: Any, bundle: Path | None = None) -> ExerciseVectors:
 # ----------------------------------------------------------------------------- grading
 
 
-def _mistake_note(check: CheckData, got: Sequence[Outcome | None], vectors: ExerciseVectors) -> str:
-    name = recognize(check, got, vectors.mistakes)
-    if name is None:
-        return ""
-    return f" Looks like a classic mistake: {vectors.mistakes[name]}"
-
-
 def grade(
     vectors: ExerciseVectors,
     checks: Sequence[CheckData],
     outcomes: Sequence[Sequence[Outcome | None]],
     problem: str | None = None,
 ) -> ExerciseReport:
-    """Judge each check on its outcomes (one list per check, one outcome per call)."""
+    """Judge each check on its outcomes (one list per check, one outcome per call); a
+    ``problem`` (the file is missing, does not import, ...) fails every check with that line."""
     report = ExerciseReport(vectors.exercise, problem=problem)
     for check, got in zip(checks, outcomes):
         if problem is not None:
-            report.checks.append(
-                CheckResult(
-                    check.name, False, 0, check.points, problem, check.function, check.visibility
+            passed, message = False, problem
+        else:
+            verdict = judge(check, list(got), vectors.arrays)
+            passed, message = verdict.passed, verdict.message
+            mistake = None if passed else recognize(check, list(got))
+            if mistake is not None:
+                message = (
+                    f"{message.rstrip('. ')}. Looks like a classic mistake: "
+                    f"{vectors.mistakes[mistake]}"
                 )
-            )
-            continue
-        verdict = judge(check, list(got), vectors.arrays)
-        message = verdict.message
-        if not verdict.passed:
-            note = _mistake_note(check, got, vectors)
-            if note:
-                message = message.rstrip(". ") + "." + note
+        points = check.points if passed else 0
         report.checks.append(
             CheckResult(
-                check.name,
-                verdict.passed,
-                check.points if verdict.passed else 0,
-                check.points,
-                message,
-                check.function,
-                check.visibility,
+                check.name, passed, points, check.points, message, check.function, check.visibility
             )
         )
     return report
@@ -137,12 +132,13 @@ def check_module(
 ) -> ExerciseReport:
     """Grade trusted code in this process: ``module`` is anything with the exercise's functions
     as attributes (a module, a namespace) or a mapping name → function."""
-    from grader.worker import execute_call
+    from grader.worker import execute_calls
 
     vectors = load_vectors(select_exercises([exercise])[0], bundle)
     checks = vectors.select(visibility, list(functions) if functions else None)
     unique, where = _unique([c for check in checks for c in check.calls])
-    ran = [Outcome.from_meta(*execute_call(module, c.request(), vectors.arrays)) for c in unique]
+    metas = execute_calls(module, [c.request() for c in unique], vectors.arrays)
+    ran = [Outcome.from_meta(*m) for m in metas]
     return grade(vectors, checks, _split(checks, [ran[i] for i in where]))
 
 
@@ -174,7 +170,7 @@ def check_workspace(
     """Grade the student's ``<path>/<exercise>.py`` files, each exercise in its own sandboxed
     process, all exercises at once."""
     from grader.sandbox import Job, Sandbox
-    from rlkit.errors import UsageError
+    from rlkit.errors import RlkitError, UsageError
 
     start = time.perf_counter()
     folder = Path(path)
@@ -184,12 +180,22 @@ def check_workspace(
             "(create one with `rlkit init DIR`)"
         )
     selected = select_exercises(exercises)
-    sandbox = Sandbox(limits)  # starts loading torch now, while we prepare the jobs
-    try:
+    if not any((folder / f"{ex.name}.py").is_file() for ex in selected):
+        names = ", ".join(f"{ex.name}.py" for ex in selected)
+        raise UsageError(
+            f"{folder} has none of {names}; pass --path to your workspace "
+            "(create one with `rlkit init DIR`)"
+        )
+    with Sandbox(limits) as sandbox:  # it starts loading torch now, while we prepare the jobs
         plans = []
         jobs = []
+        broken: list[ExerciseReport] = []
         for ex in selected:
-            vectors = load_vectors(ex, folder)
+            try:
+                vectors = load_vectors(ex, folder, hidden=visibility == HIDDEN)
+            except RlkitError as exc:  # one broken exercise must not stop the others
+                broken.append(ExerciseReport(ex.name, problem=exc.message))
+                continue
             checks = vectors.select(visibility)
             file = folder / f"{ex.name}.py"
             unique, where = _unique([c for check in checks for c in check.calls])
@@ -197,9 +203,7 @@ def check_workspace(
             if file.is_file():
                 jobs.append(Job(ex.name, file, unique, vectors.arrays))
         results = sandbox.run(jobs)
-    finally:
-        sandbox.close()
-    report = Report()
+    report = Report(exercises=broken)
     for ex, vectors, checks, file, where in plans:
         if ex.name not in results:
             problem = f"{file} not found: create it with `rlkit init DIR` (or pass --path)"
@@ -208,6 +212,8 @@ def check_workspace(
         result = results[ex.name]
         flat = [result.outcomes[i] for i in where]
         report.exercises.append(grade(vectors, checks, _split(checks, flat), result.problem))
+    order = [ex.name for ex in selected]
+    report.exercises.sort(key=lambda e: order.index(e.name))
     report.seconds = time.perf_counter() - start
     return report
 

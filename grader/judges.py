@@ -48,8 +48,15 @@ def _tol(
     return rtol, floor
 
 
+def _coarser(expected: str, got: str) -> str:
+    """Compare at the precision the student actually returned (a dtype slip costs the
+    structure check, not every value check)."""
+    return expected if got == expected or got == "float64" else "float32"
+
+
 def close(got: np.ndarray, want: np.ndarray, rtol: float, floor: float) -> np.ndarray:
-    """Elementwise: |got − want| ≤ floor + rtol·max|want| (nan matches nan, inf matches inf)."""
+    """Elementwise: |got − want| ≤ floor + rtol·(max|want| + |want|); nan matches nan and
+    inf matches inf."""
     got = np.asarray(got, dtype=np.float64)
     want = np.asarray(want, dtype=np.float64)
     finite = np.isfinite(want)
@@ -109,9 +116,10 @@ def _mismatch(got: np.ndarray, want: np.ndarray, ok: np.ndarray) -> str:
 
 
 def call_failure(
-    call: CallData, got: Outcome | None, arrays: Mapping[str, np.ndarray]
+    call: CallData, got: Outcome | None, arrays: Mapping[str, np.ndarray], dtypes: bool = False
 ) -> str | None:
-    """Did the call run, and does its result have the right type, shape and dtype?"""
+    """Did the call run, and does its result have the right type and shape (and dtype, when
+    ``dtypes``: only the structure check charges for a dtype slip)?"""
     want = call.expected
     assert want is not None and want.ok, "the stored expected outcome is broken"
     if got is None:
@@ -151,16 +159,12 @@ def call_failure(
                 f"{has} shape {tuple(g.shape)}, expected {tuple(w.shape)} "
                 f"for {describe_call(call, arrays)}"
             )
-        if g.dtype != w.dtype:
+        if dtypes and g.dtype != w.dtype:
             return (
                 f"{which} {g.dtype}, expected {w.dtype} (the dtype of the "
                 f"inputs) for {describe_call(call, arrays)}"
             )
     return None
-
-
-def _grad_name(call: CallData, pos: int) -> str:
-    return call.arg_names[pos]
 
 
 def _cot_note(call: CallData, arrays: Mapping[str, np.ndarray]) -> str:
@@ -175,51 +179,6 @@ def _cot_note(call: CallData, arrays: Mapping[str, np.ndarray]) -> str:
     return f" (backpropagating {'; '.join(parts)})"
 
 
-# ----------------------------------------------------------------------------- the judges
-
-
-def _compare_outputs(
-    check: CheckData,
-    got: list[Outcome | None],
-    arrays: Mapping[str, np.ndarray],
-    tolerance: str,
-    outputs: list[int] | None,
-    grads: bool,
-) -> list[tuple[int, str]]:
-    failures = []
-    for i, (call, g) in enumerate(zip(check.calls, got)):
-        problem = call_failure(call, g, arrays)
-        if problem:
-            failures.append((i, problem))
-            continue
-        assert g is not None and call.expected is not None
-        want = call.expected
-        idx = outputs if outputs is not None else range(len(want.outputs))
-        for k in idx:
-            w, o = want.outputs[k], g.outputs[k]
-            assert w.array is not None and o.array is not None
-            rtol, floor = _tol(w.dtype, tolerance, call, arrays)
-            ok = close(o.array, w.array, rtol, floor)
-            if not ok.all():
-                nonfinite = not np.isfinite(o.array).all() and np.isfinite(w.array).all()
-                name = f"output {k + 1}" if len(want.outputs) > 1 else "the result"
-                why = f"{name} is not finite (nan/inf): " if nonfinite else f"{name} is wrong: "
-                failures.append(
-                    (
-                        i,
-                        f"for {describe_call(call, arrays)}, {why}"
-                        f"{_mismatch(o.array, w.array, ok)}",
-                    )
-                )
-                break
-        else:
-            if grads:
-                problem = _grad_problem(call, g, arrays, tolerance)
-                if problem:
-                    failures.append((i, problem))
-    return failures
-
-
 def _grad_problem(
     call: CallData, got: Outcome, arrays: Mapping[str, np.ndarray], tolerance: str
 ) -> str | None:
@@ -230,7 +189,7 @@ def _grad_problem(
         if w is None:
             continue  # no gradient expected here: see no_grad_leak
         g = got.grads.get(pos)
-        name = _grad_name(call, pos)
+        name = call.arg_names[pos]
         if g is None:
             extra = f" ({got.grad_error})" if got.grad_error else ""
             return (
@@ -250,170 +209,209 @@ def _grad_problem(
     return None
 
 
-def judge(check: CheckData, got: list[Outcome | None], arrays: Mapping[str, np.ndarray]) -> Verdict:
-    """Run the check's judge on the student's outcomes (one per call, same order)."""
-    kind = check.judge["kind"]
-    params = check.judge
-    failures: list[tuple[int, str]] = []
-    strong = set()
-    if kind == "structure":
-        failures = [
-            (i, p)
-            for i, (c, g) in enumerate(zip(check.calls, got))
-            if (p := call_failure(c, g, arrays))
-        ]
-    elif kind == "values":
-        failures = _compare_outputs(
-            check,
-            got,
-            arrays,
-            params.get("tolerance", "normal"),
-            params.get("outputs"),
-            bool(params.get("grads", False)),
+# ----------------------------------------------------------------------------- the judges
+# Each takes (check, got, arrays, params) and returns failures: (call index, message, strong).
+# ``strong`` failures make better counterexamples (e.g. a clearly visible gradient leak).
+
+Failure = tuple[int, str, bool]
+Got = list[Outcome | None]
+Arrays = Mapping[str, np.ndarray]
+
+
+def _each_call(
+    check: CheckData, got: Got, arrays: Arrays, extra, dtypes: bool = False
+) -> list[Failure]:
+    """Run ``extra(call, outcome)`` on every call that ran and has the right structure."""
+    failures = []
+    for i, (call, g) in enumerate(zip(check.calls, got)):
+        problem = call_failure(call, g, arrays, dtypes)
+        strong = False
+        if problem is None:
+            assert g is not None
+            result = extra(call, g)
+            problem, strong = result if isinstance(result, tuple) else (result, False)
+        if problem:
+            failures.append((i, problem, strong))
+    return failures
+
+
+def _structure(check: CheckData, got: Got, arrays: Arrays, params: dict) -> list[Failure]:
+    return _each_call(check, got, arrays, lambda call, g: None, dtypes=True)
+
+
+def _values(check: CheckData, got: Got, arrays: Arrays, params: dict) -> list[Failure]:
+    tolerance = params.get("tolerance", "normal")
+
+    def compare(call: CallData, g: Outcome) -> str | None:
+        want = call.expected
+        assert want is not None
+        for k in params.get("outputs") or range(len(want.outputs)):
+            w, o = want.outputs[k].array, g.outputs[k].array
+            assert w is not None and o is not None
+            dtype = _coarser(want.outputs[k].dtype, g.outputs[k].dtype)
+            ok = close(o, w, *_tol(dtype, tolerance, call, arrays))
+            if not ok.all():
+                name = f"output {k + 1}" if len(want.outputs) > 1 else "the result"
+                bad = not np.isfinite(o).all() and np.isfinite(w).all()
+                why = f"{name} is not finite (nan/inf)" if bad else f"{name} is wrong"
+                return f"for {describe_call(call, arrays)}, {why}: {_mismatch(o, w, ok)}"
+        if params.get("grads"):
+            return _grad_problem(call, g, arrays, tolerance)
+        return None
+
+    return _each_call(check, got, arrays, compare)
+
+
+def _grads(check: CheckData, got: Got, arrays: Arrays, params: dict) -> list[Failure]:
+    tolerance = params.get("tolerance", "normal")
+    return _each_call(check, got, arrays, lambda c, g: _grad_problem(c, g, arrays, tolerance))
+
+
+def _no_grad_leak(check: CheckData, got: Got, arrays: Arrays, params: dict) -> list[Failure]:
+    def leak(call: CallData, g: Outcome) -> tuple[str | None, bool]:
+        for name in params["args"]:
+            grad = g.grads.get(call.arg_names.index(name))
+            if grad is not None and np.any(np.abs(grad) > 0):
+                return (
+                    f"gradient flows into `{name}` (d/d{name} = {fmt(grad)}) for "
+                    f"{describe_call(call, arrays)}; it is data, not something to learn: "
+                    f"use `{name}.detach()`",
+                    bool(np.max(np.abs(grad)) > 1e-6),
+                )
+        return None, False
+
+    return _each_call(check, got, arrays, leak)
+
+
+def _detached(check: CheckData, got: Got, arrays: Arrays, params: dict) -> list[Failure]:
+    def attached(call: CallData, g: Outcome) -> str | None:
+        for k in params["outputs"]:
+            if g.outputs[k].requires_grad:
+                return (
+                    f"output {k + 1} of {call.function}() still carries a gradient "
+                    f"(requires_grad=True); return it `.detach()`ed"
+                )
+        return None
+
+    return _each_call(check, got, arrays, attached)
+
+
+def _no_inplace(check: CheckData, got: Got, arrays: Arrays, params: dict) -> list[Failure]:
+    def modified(call: CallData, g: Outcome) -> str | None:
+        if not g.modified:
+            return None
+        names = ", ".join(f"`{call.arg_names[m]}`" for m in g.modified)
+        return (
+            f"{call.function}() modified its input {names} in place for "
+            f"{describe_call(call, arrays)}; work on a copy (`x.clone()`) or build a new tensor"
         )
-    elif kind == "grads":
-        for i, (call, g) in enumerate(zip(check.calls, got)):
-            p = call_failure(call, g, arrays) or _grad_problem(
-                call, g, arrays, params.get("tolerance", "normal")
-            )  # type: ignore[arg-type]
-            if p:
-                failures.append((i, p))
-    elif kind == "no_grad_leak":
-        for i, (call, g) in enumerate(zip(check.calls, got)):
-            p = call_failure(call, g, arrays)
-            if p is None:
-                assert g is not None
-                for name in params["args"]:
-                    pos = call.arg_names.index(name)
-                    leak = g.grads.get(pos)
-                    if leak is not None and np.any(np.abs(leak) > 0):
-                        if np.max(np.abs(leak)) > 1e-6:  # a clearly visible leak
-                            strong.add(i)
-                        p = (
-                            f"gradient flows into `{name}` (d/d{name} = {fmt(leak)}) for "
-                            f"{describe_call(call, arrays)}; it is data, not something to "
-                            f"learn: use `{name}.detach()`"
-                        )
-                        break
-            if p:
-                failures.append((i, p))
-    elif kind == "detached":
-        for i, (call, g) in enumerate(zip(check.calls, got)):
-            p = call_failure(call, g, arrays)
-            if p is None:
-                assert g is not None
-                for k in params["outputs"]:
-                    if g.outputs[k].requires_grad:
-                        p = (
-                            f"output {k + 1} of {call.function}() still carries a gradient "
-                            f"(requires_grad=True); return it `.detach()`ed"
-                        )
-                        break
-            if p:
-                failures.append((i, p))
-    elif kind == "no_inplace":
-        for i, (call, g) in enumerate(zip(check.calls, got)):
-            p = call_failure(call, g, arrays)
-            if p is None and g is not None and g.modified:
-                names = ", ".join(f"`{call.arg_names[m]}`" for m in g.modified)
-                p = (
-                    f"{call.function}() modified its input {names} in place for "
-                    f"{describe_call(call, arrays)}; work on a copy (`x.clone()`) or build a "
-                    f"new tensor"
-                )
-            if p:
-                failures.append((i, p))
-    elif kind == "autograd":
-        call, ref = check.calls
-        g = got[0]
-        p = call_failure(call, g, arrays)
-        if p is None:
-            assert g is not None and g.outputs[0].array is not None and ref.expected is not None
-            want = ref.expected.grads[params.get("arg", 0)]
-            assert want is not None
-            rtol, floor = _tol(g.outputs[0].dtype, "normal", call, arrays)
-            ok = close(g.outputs[0].array, want, rtol, floor)
-            if not ok.all():
-                p = (
-                    f"for {describe_call(call, arrays)}, the result differs from autograd's "
-                    f"gradient of log_prob: {_mismatch(g.outputs[0].array, want, ok)}"
-                )
-        if p:
-            failures.append((0, p))
-    elif kind == "concat":
-        problems = [
-            (i, p)
-            for i, (c, g) in enumerate(zip(check.calls, got))
-            if (p := call_failure(c, g, arrays))
-        ]
-        if problems:
-            failures = problems[:1]
-        else:
-            whole = got[0].outputs[0].array  # type: ignore[union-attr]
-            parts = np.concatenate([g.outputs[0].array for g in got[1:]])  # type: ignore[union-attr,misc]
-            assert whole is not None
-            rtol, floor = _tol(got[0].outputs[0].dtype, "normal", check.calls[0], arrays)  # type: ignore[union-attr]
-            ok = close(whole, parts, rtol, floor)
-            if not ok.all():
-                failures.append(
-                    (
-                        0,
-                        f"for {describe_call(check.calls[0], arrays)}, the result "
-                        f"should equal the episodes computed one at a time (the sum "
-                        f"restarts after each done step): {_mismatch(whole, parts, ok)}",
-                    )
-                )
-    elif kind == "zero_grad":
-        pos, mask_name = params["arg"], params["mask"]
-        for i, (call, g) in enumerate(zip(check.calls, got)):
-            p = call_failure(call, g, arrays)
-            if p is None:
-                assert g is not None
-                mask = arrays[call.aux[mask_name]]
-                grad = g.grads.get(pos)
-                name = call.arg_names[pos]
-                if grad is None:
-                    p = f"no gradient reaches `{name}` for {describe_call(call, arrays)}"
-                elif np.any(np.abs(grad[mask]) > ZERO_GRAD_ATOL):
-                    p = (
-                        f"for {describe_call(call, arrays)}, the gradient with respect to "
-                        f"`{name}` must be exactly 0 where the clip is active in the "
-                        f"advantage's direction (entries {fmt(np.flatnonzero(mask))}); got "
-                        f"{fmt(grad[mask])}. Clip the ratio, multiply by A, then take the min"
-                    )
-            if p:
-                failures.append((i, p))
-    elif kind == "sum":
-        target, terms = params["target"], params["terms"]
-        for i, (call, g) in enumerate(zip(check.calls, got)):
-            p = call_failure(call, g, arrays)
-            if p is None:
-                assert g is not None
-                want = np.zeros_like(g.outputs[target].array, dtype=np.float64)
-                for source, index in terms:
-                    want = want + (
-                        g.outputs[index].array
-                        if source == "output"
-                        else arrays[call.args[index]["array"]]
-                    )
-                have = g.outputs[target].array
-                assert have is not None
-                rtol, floor = _tol(g.outputs[target].dtype, "normal", call, arrays)
-                ok = close(have, want, rtol, floor)
-                if not ok.all():
-                    p = (
-                        f"for {describe_call(call, arrays)}, {params['explain']}: "
-                        f"{_mismatch(have, want, ok)}"
-                    )
-            if p:
-                failures.append((i, p))
-    else:  # pragma: no cover - Check validates the kind
-        raise ValueError(f"unknown judge {kind!r}")
+
+    return _each_call(check, got, arrays, modified)
+
+
+def _autograd(check: CheckData, got: Got, arrays: Arrays, params: dict) -> list[Failure]:
+    """Call 0 is the student's closed form; call 1 the reference's autograd of log_prob."""
+    call, ref = check.calls
+    g = got[0]
+    problem = call_failure(call, g, arrays)
+    if problem is None:
+        assert g is not None and g.outputs[0].array is not None and ref.expected is not None
+        want = ref.expected.grads[params.get("arg", 0)]
+        assert want is not None
+        ok = close(g.outputs[0].array, want, *_tol(g.outputs[0].dtype, "normal", call, arrays))
+        if not ok.all():
+            problem = (
+                f"for {describe_call(call, arrays)}, the result differs from autograd's "
+                f"gradient of log_prob: {_mismatch(g.outputs[0].array, want, ok)}"
+            )
+    return [(0, problem, False)] if problem else []
+
+
+def _concat(check: CheckData, got: Got, arrays: Arrays, params: dict) -> list[Failure]:
+    """Call 0's output equals the concatenated outputs of calls 1..n (the episodes alone)."""
+    problems = _each_call(check, got, arrays, lambda call, g: None)
+    if problems:
+        return problems[:1]
+    outs = [g.outputs[0] for g in got if g is not None]
+    whole, parts = outs[0].array, np.concatenate([o.array for o in outs[1:]])  # type: ignore[misc]
+    assert whole is not None
+    ok = close(whole, parts, *_tol(outs[0].dtype, "normal", check.calls[0], arrays))
+    if ok.all():
+        return []
+    return [
+        (
+            0,
+            f"for {describe_call(check.calls[0], arrays)}, the result should equal the "
+            f"episodes computed one at a time (the sum restarts after each done step): "
+            f"{_mismatch(whole, parts, ok)}",
+            False,
+        )
+    ]
+
+
+def _zero_grad(check: CheckData, got: Got, arrays: Arrays, params: dict) -> list[Failure]:
+    pos = params["arg"]
+
+    def nonzero(call: CallData, g: Outcome) -> str | None:
+        mask = arrays[call.aux[params["mask"]]]
+        grad = g.grads.get(pos)
+        name = call.arg_names[pos]
+        if grad is None:
+            return f"no gradient reaches `{name}` for {describe_call(call, arrays)}"
+        if np.any(np.abs(grad[mask]) > ZERO_GRAD_ATOL):
+            return (
+                f"for {describe_call(call, arrays)}, the gradient with respect to `{name}` "
+                f"must be exactly 0 where the clip is active in the advantage's direction "
+                f"(entries {fmt(np.flatnonzero(mask))}); got {fmt(grad[mask])}. Clip the "
+                f"ratio, multiply by A, then take the min"
+            )
+        return None
+
+    return _each_call(check, got, arrays, nonzero)
+
+
+def _sum(check: CheckData, got: Got, arrays: Arrays, params: dict) -> list[Failure]:
+    """An output equals a sum of other outputs and inputs (returns = advantages + values)."""
+    target = params["target"]
+
+    def mismatch(call: CallData, g: Outcome) -> str | None:
+        want = sum(
+            (g.outputs[i].array if source == "output" else arrays[call.args[i]["array"]])
+            for source, i in params["terms"]
+        )
+        have = g.outputs[target].array
+        assert have is not None
+        ok = close(have, want, *_tol(g.outputs[target].dtype, "normal", call, arrays))
+        if ok.all():
+            return None
+        return (
+            f"for {describe_call(call, arrays)}, {params['explain']}: {_mismatch(have, want, ok)}"
+        )
+
+    return _each_call(check, got, arrays, mismatch)
+
+
+JUDGE_FUNCTIONS = {
+    "structure": _structure,
+    "values": _values,
+    "grads": _grads,
+    "no_grad_leak": _no_grad_leak,
+    "detached": _detached,
+    "no_inplace": _no_inplace,
+    "autograd": _autograd,
+    "concat": _concat,
+    "zero_grad": _zero_grad,
+    "sum": _sum,
+}
+
+
+def judge(check: CheckData, got: Got, arrays: Arrays) -> Verdict:
+    """Run the check's judge on the student's outcomes (one per call, same order)."""
+    failures = JUDGE_FUNCTIONS[check.judge["kind"]](check, got, arrays, check.judge)
     if not failures:
         return Verdict(True, "")
-    # The smallest failing input makes the clearest counterexample.
-    visible = [f for f in failures if f[0] in strong]
-    i, message = min(visible or failures, key=lambda f: (_size(check.calls[f[0]], arrays), f[0]))
+    # A strong failure on the smallest input makes the clearest counterexample.
+    i, message, _ = min(failures, key=lambda f: (not f[2], _size(check.calls[f[0]], arrays), f[0]))
     return Verdict(False, message)
 
 
@@ -447,9 +445,7 @@ def _same(a: Outcome | None, b: Outcome) -> bool:
     return sorted(a.modified) == sorted(b.modified)
 
 
-def recognize(
-    check: CheckData, got: list[Outcome | None], explanations: Mapping[str, str]
-) -> str | None:
+def recognize(check: CheckData, got: Got) -> str | None:
     """The name of a known mistake that behaves exactly like the student's code on this check."""
     for name in check.caught:
         if all(name in c.mistakes and _same(g, c.mistakes[name]) for c, g in zip(check.calls, got)):

@@ -168,7 +168,6 @@ class ExerciseVectors:
     checks: list[CheckData]
     arrays: Mapping[str, np.ndarray]
     mistakes: dict[str, str]  # name → one-sentence explanation
-    meta: dict[str, Any] = field(default_factory=dict)
 
     def select(
         self, visibility: str = PUBLIC, functions: list[str] | None = None

@@ -109,7 +109,9 @@ class Sandbox:
     def __init__(self, limits: Mapping[str, float] | None = None) -> None:
         self.limits = {**DEFAULT_LIMITS, **(limits or {})}
         self.root = Path(tempfile.mkdtemp(prefix="rlkit-check-"))
-        spawn = ["--spawn"] if self.limits.get("spawn") else []
+        # Off Linux the runner always spawns (forking after torch is unsafe there).
+        self.spawn = bool(self.limits.get("spawn")) or not sys.platform.startswith("linux")
+        spawn = ["--spawn"] if self.spawn else []
         with open(self.root / "runner.err", "wb") as err:  # the child keeps its own copy
             self.runner = subprocess.Popen(
                 [sys.executable, "-I", worker.__file__, str(self.root), *spawn],
@@ -120,14 +122,14 @@ class Sandbox:
                 stderr=err,
             )
 
-    def run(self, jobs: list[Job]) -> dict[str, JobResult]:
-        """Run every job, all at once; one result per job name."""
-        try:
-            return self._run(jobs)
-        finally:
-            self.close()
+    def __enter__(self) -> Sandbox:
+        return self
 
-    def _run(self, jobs: list[Job]) -> dict[str, JobResult]:
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def run(self, jobs: list[Job]) -> dict[str, JobResult]:
+        """Run every job, all at once (once per sandbox); one result per job name."""
         root, limits = self.root, self.limits
         names = []
         for i, job in enumerate(jobs):
@@ -141,7 +143,8 @@ class Sandbox:
             pass  # the runner died at start; reported below
         # Each function can cost at most one worker deadline; add torch's start-up.
         functions = max([len({c.function for c in job.calls}) for job in jobs] + [0])
-        budget = limits["wall_s"] * (functions + 1) + 60
+        per_worker = limits["wall_s"] + (60 if self.spawn else 0)
+        budget = per_worker * (functions + 1) + 60
         try:
             code = self.runner.wait(timeout=budget)
         except subprocess.TimeoutExpired:
@@ -173,4 +176,5 @@ class Sandbox:
 
 def run_jobs(jobs: list[Job], limits: Mapping[str, float] | None = None) -> dict[str, JobResult]:
     """Run every job in a fresh sandbox."""
-    return Sandbox(limits).run(jobs)
+    with Sandbox(limits) as sandbox:
+        return sandbox.run(jobs)

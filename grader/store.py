@@ -26,10 +26,6 @@ FORMAT = 1
 SUFFIX_JSON, SUFFIX_NPZ = ".vectors.json", ".vectors.npz"
 
 
-class StaleVectors(Exception):
-    """The stored vectors no longer match what the checks and the reference produce."""
-
-
 # ----------------------------------------------------------------------------- locations
 
 
@@ -84,7 +80,6 @@ def from_json(doc: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> Exerc
         checks=checks,
         arrays=arrays,
         mistakes=dict(doc.get("mistakes", {})),
-        meta={k: doc[k] for k in ("generated_with",) if k in doc},
     )
 
 
@@ -177,6 +172,19 @@ def generate(
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Build the vectors: run every check's calls on the reference (in-process, needs torch),
     then on each classic mistake to learn which checks catch it and how it behaves."""
+    from grader.worker import single_thread
+
+    with single_thread():
+        return _generate(exercise, functions, checks, reference, mistakes)
+
+
+def _generate(
+    exercise: str,
+    functions: Sequence[str],
+    checks: Sequence[Check],
+    reference: Any,
+    mistakes: Sequence[Mistake],
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     from grader.judges import close, judge
     from grader.worker import execute_call
 

@@ -126,6 +126,7 @@ def test_a_buggy_answer_gets_a_counterexample_and_the_mistake_named(tmp_path: Pa
     [
         (["check", "nope"], "unknown exercise 'nope'"),
         (["check", "--path", "/does/not/exist"], "is not a folder"),
+        (["check", "ppo", "--path", "/"], "/ has none of ppo.py"),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(args: list[str], words: str) -> None:
@@ -223,6 +224,19 @@ def test_a_released_bundle_self_checks_without_solutions_or_package_vectors(
     assert solved.returncode == 0, solved.stdout[-2000:] + solved.stderr
     data = json.loads(solved.stdout)
     assert data["score"] == data["max_score"] > 0
+
+
+def test_hidden_checks_of_a_bundle_come_from_the_installed_package(
+    bundle: Path, tmp_path: Path
+) -> None:
+    student = tmp_path / "graded"
+    shutil.copytree(bundle, student)
+    shutil.copy(ROOT / "solutions" / "dpo.py", student / "dpo.py")
+    public = json.loads(_run("check", "dpo", "--path", str(student), "--json")[1])
+    code, out = _run("check", "dpo", "--path", str(student), "--json", "--hidden")
+    names = [c["name"] for c in json.loads(out)["exercises"][0]["checks"]]
+    assert code == 0 and "dpo_loss.hidden_values" in names
+    assert len(names) > len(public["exercises"][0]["checks"])
 
 
 def test_release_refuses_a_folder_with_files(tmp_path: Path) -> None:

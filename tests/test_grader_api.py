@@ -31,6 +31,23 @@ def test_check_function_names_a_classic_mistake() -> None:
     assert "takes the max of the two surrogates" in values.message
 
 
+def test_a_dtype_slip_costs_the_dtype_check_only() -> None:
+    def returns_to_go(rewards, gamma, dones=None):
+        out = torch.zeros(len(rewards))  # float32 even for float64 rewards
+        running = 0.0
+        for t in reversed(range(len(rewards))):
+            if dones is not None and dones[t]:
+                running = 0.0
+            running = float(rewards[t]) + gamma * running
+            out[t] = running
+        return out
+
+    report = check_function("reinforce", returns_to_go)
+    failed = {c.name: c.message for c in report.checks if not c.passed}
+    assert list(failed) == ["returns_to_go.shapes_dtypes"]
+    assert "returned float32, expected float64" in failed["returns_to_go.shapes_dtypes"]
+
+
 def test_check_module_accepts_a_mapping_and_reports_missing_functions() -> None:
     report = check_module("ppo", {"gae": solutions.ppo.gae}, HIDDEN)
     by_function = {c.function: c for c in report.checks if not c.passed}

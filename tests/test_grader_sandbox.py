@@ -182,3 +182,24 @@ def test_spawned_workers_grade_like_forked_ones(tmp_path: Path) -> None:
     checks = {c.name: c for c in report.exercises[0].checks}
     assert checks["returns_to_go.values_with_dones"].passed
     assert "exit code 1" in checks["reinforce_loss.values_normalized"].message
+
+
+def test_an_exercise_without_stored_checks_fails_alone(tmp_path: Path, monkeypatch) -> None:
+    import grader.store
+    from rlkit.plugins import get_exercises
+
+    real = grader.store.package_vectors_stem
+
+    def no_ppo(module: str) -> Path:
+        if module.endswith(".ppo"):
+            raise FileNotFoundError(module)
+        return real(module)
+
+    monkeypatch.setattr(grader.store, "package_vectors_stem", no_ppo)
+    for name in ("log_prob", "ppo"):
+        shutil.copy(SOLUTIONS / f"{name}.py", tmp_path / f"{name}.py")
+    report = check_workspace(tmp_path, ["log_prob", "ppo"])
+    log_prob, ppo = report.exercises
+    assert get_exercises()["ppo"].checks.endswith(".ppo")
+    assert log_prob.name == "log_prob" and log_prob.passed
+    assert ppo.name == "ppo" and not ppo.passed and "no usable checks for ppo" in ppo.problem

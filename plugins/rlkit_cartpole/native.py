@@ -97,6 +97,7 @@ class PPOConfig(NativeConfig):
     vf_coef: float = 0.5
     ent_coef: float = 0.0
     max_grad_norm: float = 0.5
+    anneal_lr: bool = False  # decay the learning rate linearly to 0 at ``timesteps``
 
 
 @dataclass
@@ -137,10 +138,11 @@ class NativeTrainer(Trainer):
 
     def __init__(self, config: NativeConfig) -> None:
         self.config = config
-        torch.manual_seed(config.seed)
-        self.policy = CartPolePolicy(
-            hidden=config.hidden, critic=config.algo == "ppo", activation=config.activation
-        )
+        with torch.random.fork_rng(devices=[]):  # seed the initialization, not the world
+            torch.manual_seed(config.seed)
+            self.policy = CartPolePolicy(
+                hidden=config.hidden, critic=config.algo == "ppo", activation=config.activation
+            )
         # fused: one kernel for the whole Adam step, a large saving on a network this small
         self.optimizer = torch.optim.Adam(
             self.policy.parameters(), lr=config.learning_rate, eps=1e-5, fused=True
@@ -207,6 +209,9 @@ class NativeTrainer(Trainer):
         metrics: dict[str, float] = {}
         try:
             while self.timesteps < c.timesteps:
+                if c.anneal_lr:
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = c.learning_rate * (1.0 - self.timesteps / c.timesteps)
                 # 1. Collect n_steps in every env: one batched forward pass per step.
                 finished, lengths = [], []  # episodes that ended during this rollout
                 for t in range(t_max):
