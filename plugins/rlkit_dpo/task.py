@@ -20,25 +20,16 @@ from pathlib import Path
 #: How a question is shown to the model; the completion starts right after "Assistant:".
 PROMPT_FORMAT = "User: {question}\nAssistant:"
 
-POLITE_OPENERS = ("Sure!", "Of course!", "Happy to help!", "Great question!", "Certainly!")
-POLITE_CLOSERS = (
-    "Hope this helps.",
-    "Have a nice day!",
-    "Let me know if you need anything else.",
-    "Thanks for asking!",
-)
-RUDE_OPENERS = ("Ugh.", "Whatever.", "Obviously.", "Seriously?", "Fine.")
-RUDE_CLOSERS = (
-    "Now leave me alone.",
-    "Stop wasting my time.",
-    "Figure it out yourself next time.",
-    "Don't ask me again.",
-)
+#: The two manners. One opener and one closer each, so that the choice of manner is made by the
+#: first token of the answer: DPO then has one clear decision to move (with several openers
+#: per manner, the tiny model drifts into babble before it stops being rude).
+POLITE_OPENER, POLITE_CLOSER = "Sure!", "Hope this helps."
+RUDE_OPENER, RUDE_CLOSER = "Ugh.", "Now leave me alone."
 
-#: Any of these (lower case) makes an answer rude; each rude opener/closer contains one.
+#: Any of these (lower case) makes an answer rude, including rude phrasings not in the data.
 RUDE_MARKERS = (
-    "ugh", "whatever", "obviously", "seriously", "fine.",
-    "leave me alone", "wasting my time", "figure it out", "don't ask",
+    "ugh", "leave me alone", "whatever", "obviously", "seriously", "wasting my time",
+    "figure it out", "don't ask", "go away", "stupid",
 )
 
 CAPITALS = {
@@ -114,38 +105,26 @@ def _facts() -> list[tuple[list[str], str]]:
     return facts
 
 
-def polite(answer: str, rng: random.Random) -> str:
-    return f" {rng.choice(POLITE_OPENERS)} {answer} {rng.choice(POLITE_CLOSERS)}"
+def polite(answer: str) -> str:
+    return f" {POLITE_OPENER} {answer} {POLITE_CLOSER}"
 
 
-def rude(answer: str, rng: random.Random) -> str:
-    return f" {rng.choice(RUDE_OPENERS)} {answer} {rng.choice(RUDE_CLOSERS)}"
+def rude(answer: str) -> str:
+    return f" {RUDE_OPENER} {answer} {RUDE_CLOSER}"
 
 
-def make_splits(
-    seed: int = 0, heldout_fraction: float = 0.2, pairs_per_prompt: int = 3
-) -> tuple[list[dict], list[dict]]:
-    """(train, held-out) preference rows ``{"prompt", "chosen", "rejected"}``.
+def make_splits(seed: int = 0, heldout_fraction: float = 0.2) -> tuple[list[dict], list[dict]]:
+    """(train, held-out) preference rows ``{"prompt", "chosen", "rejected"}``, one per prompt.
 
     Held-out prompts are phrasings never seen in training (the facts themselves may be known),
     so the held-out rate measures whether the *manner* generalises, not memorised prompts.
-    Each training prompt gets ``pairs_per_prompt`` pairs with different openers and closers;
-    each held-out prompt gets one.
     """
     rng = random.Random(seed)
-    questions = [(PROMPT_FORMAT.format(question=q), answer)
-                 for phrasings, answer in _facts() for q in phrasings]
-    rng.shuffle(questions)
-    n_heldout = round(len(questions) * heldout_fraction)
-
-    def pairs(prompt: str, answer: str, n: int) -> list[dict]:
-        return [{"prompt": prompt, "chosen": polite(answer, rng), "rejected": rude(answer, rng)}
-                for _ in range(n)]
-
-    heldout = [row for p, a in questions[:n_heldout] for row in pairs(p, a, 1)]
-    train = [row for p, a in questions[n_heldout:] for row in pairs(p, a, pairs_per_prompt)]
-    rng.shuffle(train)
-    return train, heldout
+    rows = [{"prompt": PROMPT_FORMAT.format(question=q), "chosen": polite(answer),
+             "rejected": rude(answer)} for phrasings, answer in _facts() for q in phrasings]
+    rng.shuffle(rows)
+    n_heldout = round(len(rows) * heldout_fraction)
+    return rows[n_heldout:], rows[:n_heldout]
 
 
 def sft_corpus(train: list[dict]) -> list[str]:
@@ -157,14 +136,14 @@ def sft_corpus(train: list[dict]) -> list[str]:
 def judge(completion: str) -> str:
     """The rule: ``"polite"`` (preferred), ``"rude"`` (rejected), or ``"unclear"``.
 
-    Rude: any rude phrase anywhere. Polite: no rude phrase, a polite opener first and a polite
-    closer somewhere after it, so babble that merely contains "Sure!" does not count as polite.
+    Rude: a rude phrase anywhere. Polite: no rude phrase, the polite opener first and the
+    polite closer after it, so babble that merely contains "Sure!" does not count as polite.
     """
     text = completion.strip().lower()
     if any(m in text for m in RUDE_MARKERS):
         return "rude"
-    opener = next((o for o in POLITE_OPENERS if text.startswith(o.lower())), None)
-    if opener and any(c.lower() in text[len(opener):] for c in POLITE_CLOSERS):
+    opener, closer = POLITE_OPENER.lower(), POLITE_CLOSER.lower()
+    if text.startswith(opener) and closer in text[len(opener):]:
         return "polite"
     return "unclear"
 

@@ -1,0 +1,208 @@
+"""The course's run: TRL's ``DPOTrainer`` + ``DPOConfig``, with a model and a frozen reference.
+
+    DPOTrainer(model=model, ref_model=ref_model, args=DPOConfig(...),
+               train_dataset=dataset, processing_class=tokenizer).train()
+
+``--impl solution`` is TRL exactly as shipped (TRL's own loss). ``--impl student`` trains with
+the student's ``sequence_log_probs`` and ``dpo_loss`` *inside* TRL: TRL 1.x has no public loss
+hook, so ``StudentDPOTrainer`` overrides ``compute_loss`` (and is tested against TRL's own loss
+on the same batch). Everything else (data collation, optimizer, schedule, logging,
+``accelerate launch`` for several GPUs) stays TRL's.
+
+TRL is imported only inside ``train``: it takes seconds to import, and ``rlkit eval`` on a TRL
+run needs only the saved model.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from types import SimpleNamespace
+from typing import Any
+
+from rlkit.interfaces import Callback, notify_metrics
+from rlkit_dpo.base import DPOTrainerBase
+from rlkit_dpo.config import DPOSettings
+
+
+class TRLTrainer(DPOTrainerBase):
+    """DPO with TRL; metrics, the run directory and evaluation are rlkit's."""
+
+    backend = "trl"
+
+    def train(self, callbacks: Sequence[Callback] = ()) -> Mapping[str, float]:
+        os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")  # TRL pings the Hub otherwise
+        import datasets
+        from transformers import PrintCallback
+
+        s = self.settings
+        start = time.perf_counter()
+        datasets.disable_progress_bars()
+        reference = copy.deepcopy(self.model)  # the frozen reference: the model before DPO
+        bridge = _bridge(self, callbacks)
+        with tempfile.TemporaryDirectory(prefix="rlkit-trl-") as output_dir:
+            trainer = make_trl_trainer(self.model, reference, self.tokenizer, self.train_rows, s,
+                                       output_dir, self.functions if s.impl == "student" else None,
+                                       callbacks=[bridge])
+            trainer.remove_callback(PrintCallback)  # rlkit logs the metrics itself
+            trainer.train()
+            steps, world = trainer.state.global_step, trainer.args.world_size
+        del reference
+        self.model.eval()
+        seconds = time.perf_counter() - start
+        pairs = pairs_trained(len(self.train_rows), s.per_device_train_batch_size * world, steps)
+        return {**bridge.last, "train_seconds": seconds, "train_pairs": float(pairs),
+                "train_pairs_per_second": pairs / seconds, "steps": float(steps)}
+
+
+def trl_config(s: DPOSettings, output_dir: str) -> Any:
+    """TRL's ``DPOConfig`` with rlkit's settings; the rest as TRL ships it, except what a CPU
+    and a tiny model need (fp32 rather than bf16, no gradient checkpointing) and what rlkit
+    does itself (logging, checkpoints, progress bar)."""
+    from trl import DPOConfig
+
+    return DPOConfig(
+        output_dir=output_dir,
+        per_device_train_batch_size=s.per_device_train_batch_size,
+        learning_rate=s.learning_rate,
+        num_train_epochs=s.num_train_epochs,
+        max_steps=s.max_steps if s.max_steps is not None else -1,
+        beta=s.beta,
+        max_length=s.max_length,
+        max_grad_norm=s.max_grad_norm,
+        logging_steps=s.logging_steps,
+        seed=s.seed,
+        bf16=False,
+        gradient_checkpointing=False,
+        report_to="none",
+        save_strategy="no",
+        disable_tqdm=True,
+    )
+
+
+def make_trl_trainer(
+    model: Any,
+    ref_model: Any,
+    tokenizer: Any,
+    rows: list[dict[str, str]],
+    settings: DPOSettings,
+    output_dir: str,
+    student_functions: SimpleNamespace | None = None,
+    callbacks: list[Any] | None = None,
+) -> Any:
+    """A TRL ``DPOTrainer`` (or ``StudentDPOTrainer`` when ``student_functions`` is given)."""
+    from datasets import Dataset
+    from trl import DPOTrainer
+
+    kwargs: dict[str, Any] = dict(
+        model=model,
+        ref_model=ref_model,
+        args=trl_config(settings, output_dir),
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
+    if student_functions is None:
+        return DPOTrainer(**kwargs)
+    return student_trainer_class()(functions=student_functions, **kwargs)
+
+
+def pairs_trained(n_pairs: int, batch_size: int, steps: int) -> int:
+    """How many preference pairs ``steps`` batches covered (the last batch of an epoch is short)."""
+    steps_per_epoch = -(-n_pairs // batch_size)
+    epochs, rest = divmod(steps, steps_per_epoch)
+    return epochs * n_pairs + min(rest * batch_size, n_pairs)
+
+
+_student_class: Any = None
+
+
+def student_trainer_class() -> Any:
+    """``StudentDPOTrainer``, built on first use so that importing this module stays cheap."""
+    global _student_class
+    if _student_class is not None:
+        return _student_class
+    import torch
+    from trl import DPOTrainer
+
+    class StudentDPOTrainer(DPOTrainer):
+        """TRL's DPOTrainer whose loss is the student's ``sequence_log_probs`` + ``dpo_loss``.
+
+        A batch from TRL's collator is ``[chosen; rejected]`` stacked (``[2B, L]``) with a
+        ``completion_mask``: exactly the exercise's inputs, so the student's functions drop in.
+        """
+
+        def __init__(self, *args: Any, functions: SimpleNamespace, **kwargs: Any) -> None:
+            self.functions = functions
+            super().__init__(*args, **kwargs)
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            mode = "train" if self.model.training else "eval"
+            ids, mask = inputs["input_ids"], inputs["completion_mask"]
+            forward = {"input_ids": ids, "attention_mask": inputs["attention_mask"],
+                       "use_cache": False}
+            outputs = model(**forward)
+            chosen, rejected = self.functions.sequence_log_probs(outputs.logits, ids, mask).chunk(2)
+            if self.precompute_ref_logps:
+                ref_chosen, ref_rejected = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
+            else:
+                with torch.no_grad():
+                    ref_logits = self.ref_model(**forward).logits
+                    ref_chosen, ref_rejected = self.functions.sequence_log_probs(
+                        ref_logits, ids, mask).chunk(2)
+            loss, chosen_rewards, rejected_rewards = self.functions.dpo_loss(
+                chosen, rejected, ref_chosen, ref_rejected, beta=self.beta)
+            gather = self.accelerator.gather_for_metrics
+            chosen_rewards, rejected_rewards = gather(chosen_rewards), gather(rejected_rewards)
+            logged = self._metrics[mode]
+            logged["rewards/chosen"].append(chosen_rewards.mean().item())
+            logged["rewards/rejected"].append(rejected_rewards.mean().item())
+            logged["rewards/accuracies"].append(
+                (chosen_rewards > rejected_rewards).float().mean().item())
+            logged["rewards/margins"].append((chosen_rewards - rejected_rewards).mean().item())
+            logged["logps/chosen"].append(gather(chosen.detach()).mean().item())
+            logged["logps/rejected"].append(gather(rejected.detach()).mean().item())
+            return (loss, outputs) if return_outputs else loss
+
+    _student_class = StudentDPOTrainer
+    return _student_class
+
+
+def _bridge(owner: DPOTrainerBase, callbacks: Sequence[Callback]) -> Any:
+    """A ``transformers.TrainerCallback`` that hands TRL's logs to rlkit's callbacks (the run
+    directory) and shows a progress bar; a callback returning False stops TRL."""
+    from tqdm.auto import tqdm
+    from transformers import TrainerCallback
+
+    class Bridge(TrainerCallback):
+        last: dict[str, float] = {}
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.bar = tqdm(total=state.max_steps, desc="DPO (trl)", unit="step",
+                            dynamic_ncols=True, disable=not state.is_world_process_zero)
+            for callback in callbacks:
+                callback.on_train_start(owner)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.bar.update(1)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not logs or "train_runtime" in logs:  # TRL's end-of-training summary
+                return
+            metrics = {k: float(v) for k, v in logs.items() if isinstance(v, (int, float))}
+            self.last = metrics
+            if "loss" in metrics and "rewards/margins" in metrics:
+                self.bar.set_postfix(loss=f"{metrics['loss']:.3f}",
+                                     margin=f"{metrics['rewards/margins']:.2f}")
+            if not notify_metrics(callbacks, owner, state.global_step, metrics):
+                control.should_training_stop = True
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.bar.close()
+            for callback in callbacks:
+                callback.on_train_end(owner)
+
+    return Bridge()
