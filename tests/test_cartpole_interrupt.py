@@ -21,9 +21,20 @@ def test_ctrl_c_in_a_real_process_then_eval_and_resume(tmp_path: Path) -> None:
     run = tmp_path / "run"
     exe = Path(sys.executable).with_name("rlkit")
     proc = subprocess.Popen(
-        [str(exe), "train", "cartpole", "--backend", "native", "--timesteps", "100000000",
-         "--out", str(run)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            str(exe),
+            "train",
+            "cartpole",
+            "--backend",
+            "native",
+            "--timesteps",
+            "100000000",
+            "--out",
+            str(run),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 60
@@ -48,8 +59,17 @@ def test_ctrl_c_in_a_real_process_then_eval_and_resume(tmp_path: Path) -> None:
     assert evaluation.returncode == 0 and evaluation.stdout.startswith("Mean reward: ")
 
     result = CliRunner().invoke(
-        cli, ["train", "cartpole", "--resume", str(run), "--timesteps", str(done + 1024),
-              "--eval-episodes", "1"],
+        cli,
+        [
+            "train",
+            "cartpole",
+            "--resume",
+            str(run),
+            "--timesteps",
+            str(done + 1024),
+            "--eval-episodes",
+            "1",
+        ],
     )
     assert result.exit_code == 0, result.output
     resumed = read_metrics(run / "metrics.csv")
@@ -66,15 +86,15 @@ def test_ctrl_c_during_sb3_training_saves_and_resumes(tmp_path: Path, monkeypatc
     with monkeypatch.context() as patch:
         patch.setattr(progress.ProgressBar, "on_metrics", ctrl_c)
         result = CliRunner().invoke(
-            cli, ["train", "cartpole", "--backend", "sb3", "--timesteps", "80000",
-                  "--out", str(run)],
+            cli,
+            ["train", "cartpole", "--backend", "sb3", "--timesteps", "80000", "--out", str(run)],
         )
     assert result.exit_code == 130, result.output
     assert "Interrupted at 2048 timesteps" in result.output
     assert (run / "model" / "model.zip").is_file() and (run / "curves.png").is_file()
     result = CliRunner().invoke(
-        cli, ["train", "cartpole", "--resume", str(run), "--timesteps", "4096",
-              "--eval-episodes", "1"],
+        cli,
+        ["train", "cartpole", "--resume", str(run), "--timesteps", "4096", "--eval-episodes", "1"],
     )
     assert result.exit_code == 0, result.output
     assert [r["timesteps"] for r in read_metrics(run / "metrics.csv")] == [2048.0, 4096.0]

@@ -152,7 +152,18 @@ def test_bad_settings_are_usage_errors(tmp_path: Path) -> None:
         NativeTrainer.load(tmp_path)
 
 
-def test_vec_env_is_gymnasiums_cartpole() -> None:
-    envs = make_vec_env(3)
+def test_vec_env_is_gymnasiums_cartpole_with_next_step_autoreset() -> None:
+    """What the PPO loop relies on: the truncating step returns the true final state, and the
+    step after it is a reset step with reward 0 (masked out of training)."""
+    envs = make_vec_env(1)
     assert envs.spec is not None and envs.spec.id == "CartPole-v1"
+    obs, _ = envs.reset(seed=0)
+    for step in range(1, 501):
+        obs, reward, terminated, truncated, _ = envs.step(balance(obs))
+        assert reward[0] == 1.0 and not terminated[0]
+        assert truncated[0] == (step == 500)
+    final = obs.copy()
+    obs, reward, terminated, truncated, _ = envs.step(balance(obs))
+    assert reward[0] == 0.0 and not terminated[0] and not truncated[0]
+    assert np.abs(obs).max() <= 0.05 < np.abs(final).max()  # a fresh start, not the final state
     envs.close()

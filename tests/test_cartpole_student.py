@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from rlkit_cartpole.native import NativeTrainer, make_config
 
 from rlkit.cli import cli
 from rlkit.interfaces import Callback
-from rlkit_cartpole.native import NativeTrainer, make_config
 
-LOG_PROB = '''
+LOG_PROB = """
 import torch
 
 CALLS = {}
@@ -42,9 +42,9 @@ def grad_log_prob(logits, actions):
     with torch.no_grad():
         eye = torch.eye(logits.shape[-1], dtype=logits.dtype)
         return eye[actions.long()] - torch.softmax(logits, dim=-1)
-'''
+"""
 
-REINFORCE = '''
+REINFORCE = """
 import torch
 
 CALLS = {}
@@ -67,9 +67,9 @@ def reinforce_loss(log_probs, returns, normalize=True):
     if normalize:
         g = (g - g.mean()) / (g.std(unbiased=True) + 1e-8)
     return -(log_probs * g).sum() / log_probs.numel()
-'''
+"""
 
-PPO = '''
+PPO = """
 import torch
 
 CALLS = {}
@@ -94,9 +94,15 @@ def gae(rewards, values, dones, last_value, gamma=0.99, lam=0.95):
         adv[t], next_v = a, v[t]
     advantages = torch.tensor(adv, dtype=rewards.dtype)
     return advantages, advantages + values.detach()
-'''
+"""
 
-STUB_GAE = PPO.replace('    CALLS["gae"] = CALLS.get("gae", 0) + 1\n', "    raise NotImplementedError()\n")
+STUB_GAE = PPO.replace(
+    '    CALLS["gae"] = CALLS.get("gae", 0) + 1\n', "    raise NotImplementedError()\n"
+)
+WRONG_SHAPE = PPO.replace(
+    "    return advantages, advantages", "    return advantages[:, None], advantages"
+)
+NAN_LOSS = PPO.replace("    return -torch.where(", "    return float('nan') * torch.where(")
 BROKEN_CLIP = PPO.replace(
     "    ratio = (log_probs", "    raise ValueError('shapes do not match')\n    ratio = (log_probs"
 )
@@ -116,16 +122,28 @@ def invoke(*args: str):
 
 @pytest.mark.parametrize(
     ("algo", "exercises"),
-    [("ppo", {"ppo": ["gae", "ppo_clip_loss"]}), ("reinforce", {"reinforce": ["returns_to_go",
-                                                                            "reinforce_loss"]})],
+    [
+        ("ppo", {"ppo": ["gae", "ppo_clip_loss"]}),
+        ("reinforce", {"reinforce": ["returns_to_go", "reinforce_loss"]}),
+    ],
 )
 def test_students_own_functions_train_cartpole(
     algo: str, exercises: dict[str, list[str]], tmp_path: Path
 ) -> None:
     work = workspace(tmp_path / "work")
     out = tmp_path / "run"
-    result = invoke("--algo", algo, "--path", str(work), "--timesteps", "2000", "--out",
-                    str(out), "--eval-episodes", "3")
+    result = invoke(
+        "--algo",
+        algo,
+        "--path",
+        str(work),
+        "--timesteps",
+        "2000",
+        "--out",
+        str(out),
+        "--eval-episodes",
+        "3",
+    )
     assert result.exit_code == 0, result.output
     assert "Mean reward: " in result.output
     config = json.loads((out / "config.json").read_text())
@@ -169,6 +187,8 @@ def test_student_and_solution_give_the_same_first_updates(tmp_path: Path) -> Non
     [
         (STUB_GAE, "ppo.gae is not implemented yet", 1),
         (BROKEN_CLIP, "your ppo.ppo_clip_loss raised ValueError: shapes do not match", 1),
+        (WRONG_SHAPE, "your ppo.gae (advantages) returned shape (", 1),
+        (NAN_LOSS, "your ppo.ppo_clip_loss returned nan", 1),
         (None, "ppo.py not found", 2),
     ],
 )
@@ -179,8 +199,9 @@ def test_unfinished_or_broken_exercise_stops_in_one_line(
     if ppo is None:
         (work / "ppo.py").unlink()
     out = tmp_path / "run"
-    result = invoke("--impl", "student", "--path", str(work), "--timesteps", "2000",
-                    "--out", str(out))
+    result = invoke(
+        "--impl", "student", "--path", str(work), "--timesteps", "2000", "--out", str(out)
+    )
     assert result.exit_code == code
     error_lines = [line for line in result.output.splitlines() if line.startswith("Error: ")]
     assert len(error_lines) == 1 and expected in error_lines[0], result.output
@@ -193,6 +214,12 @@ def test_stub_in_reinforce_names_the_exercise(tmp_path: Path) -> None:
     (work / "reinforce.py").write_text(
         REINFORCE.replace("    r = rewards.tolist()", "    raise NotImplementedError\n")
     )
-    result = invoke("--algo", "reinforce", "--path", str(work), "--out", str(tmp_path / "r"))
+    # --out names the workspace itself: the failed run must take away only what it wrote
+    result = invoke("--algo", "reinforce", "--path", str(work), "--out", str(work))
     assert result.exit_code == 1
-    assert "reinforce.returns_to_go is not implemented yet" in result.output
+    assert result.output.strip().splitlines() == [
+        f"Error: reinforce.returns_to_go is not implemented yet in {work / 'reinforce.py'}: "
+        "fill it in, then run `rlkit check reinforce`."
+    ]
+    left = sorted(p.name for p in work.iterdir() if p.name != "__pycache__")
+    assert left == ["log_prob.py", "ppo.py", "reinforce.py"]

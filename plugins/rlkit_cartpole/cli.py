@@ -4,6 +4,7 @@ functions (the student's own with ``--impl student``). Every run leaves a run di
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
 import time
@@ -64,7 +65,7 @@ PLOT_METRICS = {
     type=int,
     default=None,
     help="Environment steps in total. [default: sb3 80000; native ppo 60000, "
-    "reinforce 300000; with --resume: the run's own]",
+    "reinforce 100000; with --resume: the run's own]",
 )
 @click.option(
     "--seed", type=int, default=None, help="Random seed (same seed, same curve). [default: 0]"
@@ -137,11 +138,10 @@ def cartpole_command(
                 f"--resume continues a run with its own settings; drop "
                 f"{', '.join(extra)} (only --timesteps may change)"
             )
-        trainer, run, created = _resume(resume, timesteps)
+        trainer, run = _resume(resume, timesteps)
     else:
         trainer, run = _start(backend, algo, impl, path, timesteps, seed, out, overrides)
-        created = True
-    _train(trainer, run, created)
+    _train(trainer, run, created=resume is None)
     if eval_episodes:
         click.echo(str(trainer.evaluate(episodes=eval_episodes)))
     click.echo(
@@ -210,7 +210,7 @@ def _start(
     return trainer, run
 
 
-def _resume(path: Path, timesteps: int | None) -> tuple[Any, Any, bool]:
+def _resume(path: Path, timesteps: int | None) -> tuple[Any, Any]:
     """The trainer of an existing run, set to train on to ``timesteps`` in total."""
     from rlkit.registry import resolve
     from rlkit.runs import Run
@@ -231,7 +231,7 @@ def _resume(path: Path, timesteps: int | None) -> tuple[Any, Any, bool]:
         {"from": trainer.timesteps, "to": total, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     )
     run.save_config()
-    return trainer, run, False
+    return trainer, run
 
 
 def _train(trainer: Any, run: Any, created: bool) -> None:
@@ -247,11 +247,10 @@ def _train(trainer: Any, run: Any, created: bool) -> None:
     try:
         trainer.train([run, bar])
     except BaseException:
-        if bar.bar is not None:
-            bar.on_train_end(trainer)
+        bar.on_train_end(trainer)
         run.close()
         if created and not run.rows:  # failed before the first update: leave nothing behind
-            shutil.rmtree(run.path, ignore_errors=True)
+            _remove_new_run(run.path)
         else:
             _save(trainer, run)
         raise
@@ -263,6 +262,16 @@ def _train(trainer: Any, run: Any, created: bool) -> None:
             err=True,
         )
         sys.exit(130)
+
+
+def _remove_new_run(path: Path) -> None:
+    """Remove what ``Run.create`` wrote (``--out`` may name a folder that held other files)."""
+    from rlkit.runs import CONFIG, TENSORBOARD
+
+    (path / CONFIG).unlink(missing_ok=True)
+    shutil.rmtree(path / TENSORBOARD, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        path.rmdir()  # only if empty
 
 
 def _save(trainer: Any, run: Any) -> None:

@@ -13,10 +13,13 @@ The trainers mark those reset steps invalid and leave them out of the loss.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+
+from rlkit.interfaces import Evaluation
 
 ENV_ID = "CartPole-v1"
 #: the reward a "solved" CartPole-v1 averages (gymnasium's reward_threshold)
@@ -55,6 +58,20 @@ def evaluate_actions(
         envs.close()
 
 
-def mean_reward_line(returns: np.ndarray) -> str:
-    """The course's line: ``Mean reward: X +/- Y``."""
-    return f"Mean reward: {float(np.mean(returns)):.2f} +/- {float(np.std(returns)):.2f}"
+def evaluation(
+    returns: np.ndarray,
+    act: Callable[[np.ndarray], np.ndarray],
+    video: Path | None = None,
+    seed: int = 0,
+) -> Evaluation:
+    """The course's line ``Mean reward: X +/- Y`` for these episode returns, and a GIF of
+    ``act`` playing one more episode when ``video`` names a file."""
+    mean, std = float(np.mean(returns)), float(np.std(returns))
+    lines = [f"Mean reward: {mean:.2f} +/- {std:.2f}"]
+    if video is not None:
+        from rlkit_cartpole.video import record_gif
+
+        steps = record_gif(act, Path(video), seed=seed)
+        lines.append(f"Wrote {video} (an episode of {steps} steps)")
+    metrics = {"mean_reward": mean, "std_reward": std, "episodes": float(len(returns))}
+    return Evaluation(metrics, lines)

@@ -36,10 +36,10 @@ import torch
 
 from rlkit.errors import UsageError
 from rlkit.interfaces import Callback, Evaluation, Trainer, notify_metrics
-from rlkit_cartpole.env import evaluate_actions, make_vec_env, mean_reward_line
+from rlkit_cartpole.env import evaluate_actions, evaluation, make_vec_env
 from rlkit_cartpole.objectives import PPOObjective, ReinforceObjective
 from rlkit_cartpole.policy import CartPolePolicy
-from rlkit_cartpole.runtime import model_folder, torch_threads
+from rlkit_cartpole.runtime import model_folder, torch_threads, written_whole
 
 CHECKPOINT = "checkpoint.pt"
 TRAINER_JSON = "trainer.json"
@@ -66,8 +66,9 @@ class NativeConfig:
             value = getattr(self, f.name)
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
                 raise UsageError(f"{f.name} must not be negative, not {value}")
-        if self.timesteps < 1 or self.num_envs < 1:
-            raise UsageError("timesteps and num_envs must be at least 1")
+        for name in ("timesteps", "num_envs", "hidden", "threads", "n_steps", "minibatches"):
+            if getattr(self, name, 1) < 1:
+                raise UsageError(f"{name} must be at least 1, not {getattr(self, name)}")
         if self.activation not in ("tanh", "relu"):
             raise UsageError(f"activation must be tanh or relu, not {self.activation!r}")
         if self.impl not in ("solution", "student"):
@@ -80,17 +81,21 @@ class NativeConfig:
 
 @dataclass
 class PPOConfig(NativeConfig):
-    """PPO-clip. Defaults tuned for wall-clock time to solve CartPole on 2 CPU cores
-    (``benchmarks/cartpole.py``): many short, cheap updates from 8 envs × 32 steps, a large
-    learning rate, γ = 0.98 and λ = 0.8 (CartPole rewards every step; a short horizon is enough),
-    no entropy bonus."""
+    """PPO-clip with a critic. The defaults are tuned for wall-clock time to solve CartPole on
+    2 CPU cores (``benchmarks/cartpole.py``; a sweep over 20 seeds): a batch of 16 envs × 32
+    steps, 10 epochs of one full-batch gradient step each (on a net this small a gradient step
+    costs the same for 64 or 512 samples, so few large steps are cheap), a large learning rate,
+    γ = 0.98 and λ = 0.8 (CartPole rewards every step; a short horizon is enough), no entropy
+    bonus. Over seeds 0–19 the median run first passes the 10-episode evaluation after ~10k
+    environment steps (SB3 with the course's settings: ~16–20k), at ~10k steps per second."""
 
     algo: ClassVar[str] = "ppo"
     timesteps: int = 60_000
+    num_envs: int = 16
     n_steps: int = 32  # steps per env per update: a batch of num_envs × n_steps
     epochs: int = 10
     minibatches: int = 1
-    learning_rate: float = 2.5e-3
+    learning_rate: float = 7e-3
     gamma: float = 0.98
     gae_lambda: float = 0.8
     clip_eps: float = 0.2
@@ -106,7 +111,7 @@ class ReinforceConfig(NativeConfig):
     per update."""
 
     algo: ClassVar[str] = "reinforce"
-    timesteps: int = 300_000
+    timesteps: int = 100_000
     num_envs: int = 8  # episodes per update
     learning_rate: float = 3e-3
     gamma: float = 0.99
@@ -278,7 +283,7 @@ class NativeTrainer(Trainer):
                     metrics["episode_reward"] = float(np.mean(finished))
                     metrics["episode_length"] = float(np.mean(lengths))
                 metrics.update({k: v / steps for k, v in sums.items()})
-                with torch.no_grad():
+                with torch.no_grad():  # the entropy of the policy that played the rollout
                     metrics["entropy"] = float(objective.probs.entropy(logits).mean())
                 if not notify_metrics(callbacks, self, self.timesteps, metrics):
                     break
@@ -354,40 +359,29 @@ class NativeTrainer(Trainer):
         """``episodes`` deterministic episodes side by side; the course's ``Mean reward`` line."""
         with torch_threads(self.config.threads):
             returns = evaluate_actions(self.act, episodes, seed=10_000 + self.config.seed)
-            lines = [mean_reward_line(returns)]
-            if video is not None:
-                from rlkit_cartpole.video import record_gif
-
-                frames = record_gif(self.act, Path(video), seed=self.config.seed)
-                lines.append(f"Wrote {video} ({frames} frames)")
-        metrics = {
-            "mean_reward": float(returns.mean()),
-            "std_reward": float(returns.std()),
-            "episodes": float(episodes),
-        }
-        return Evaluation(metrics, lines)
+            return evaluation(returns, self.act, video, seed=self.config.seed)
 
     # -- checkpoints -----------------------------------------------------------------------
     def save(self, path: Path) -> None:
         """Write the policy, the optimizer, the counters and the RNG states into ``path``."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        torch.save(
-            {
-                "policy": self.policy.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "sampler": self.sampler.get_state(),
-                "rng": self.rng.bit_generator.state,
-            },
-            path / CHECKPOINT,
-        )
+        state = {
+            "policy": self.policy.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "sampler": self.sampler.get_state(),
+            "rng": self.rng.bit_generator.state,
+        }
         info = {
             "algo": self.config.algo,
             "config": asdict(self.config),
             "timesteps": self.timesteps,
             "updates": self.updates,
         }
-        (path / TRAINER_JSON).write_text(json.dumps(info, indent=2) + "\n")
+        with written_whole(path / CHECKPOINT) as partial:
+            torch.save(state, partial)
+        with written_whole(path / TRAINER_JSON) as partial:
+            partial.write_text(json.dumps(info, indent=2) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> NativeTrainer:

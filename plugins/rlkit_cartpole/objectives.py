@@ -10,15 +10,42 @@ students to write is called from here, and only from here:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from rlkit.errors import RlkitError
 from rlkit.impl import load_exercise_functions
 from rlkit.interfaces import Objective
 from rlkit_cartpole.policy import CartPolePolicy
+
+
+def checked(value: Any, shape: torch.Size | tuple[int, ...], function: str) -> torch.Tensor:
+    """An exercise function's result, if it is a tensor of the contract's shape.
+
+    A student's function that returns the wrong thing stops the run with one line naming it,
+    instead of a torch error deep inside the trainer.
+    """
+    if isinstance(value, torch.Tensor) and value.shape == shape:
+        return value
+    got = f"shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else repr(value)[:40]
+    exercise = function.partition(".")[0]
+    raise RlkitError(
+        f"your {function} returned {got}, not a tensor of shape {tuple(shape)}; "
+        f"run `rlkit check {exercise}` for a precise diagnosis"
+    )
+
+
+def finite(value: float, function: str) -> float:
+    """A loss value, if it is a number (not nan or inf)."""
+    if not math.isfinite(value):
+        raise RlkitError(
+            f"your {function} returned {value}; run `rlkit check {function.partition('.')[0]}`"
+        )
+    return value
 
 
 class ReinforceObjective(Objective):
@@ -40,17 +67,23 @@ class ReinforceObjective(Objective):
 
     def returns(self, rewards: torch.Tensor, dones: torch.Tensor) -> torch.Tensor:
         """G_t for episodes laid end to end (``dones`` marks each episode's last step)."""
-        return self.reinforce.returns_to_go(rewards, self.gamma, dones)
+        returns = self.reinforce.returns_to_go(rewards, self.gamma, dones)
+        return checked(returns, rewards.shape, "reinforce.returns_to_go")
 
     def __call__(
         self, policy: CartPolePolicy, batch: Mapping[str, Any]
     ) -> tuple[torch.Tensor, dict[str, float]]:
         logits = policy.logits(batch["obs"])
         log_probs = self.probs.log_prob(logits, batch["actions"])
+        checked(log_probs, batch["actions"].shape, "log_prob.log_prob")
         loss = self.reinforce.reinforce_loss(log_probs, batch["returns"], self.normalize)
+        checked(loss, (), "reinforce.reinforce_loss")
         with torch.no_grad():
-            entropy = self.probs.entropy(logits).mean()
-        return loss, {"policy_loss": loss.item(), "entropy": entropy.item()}
+            entropy = checked(self.probs.entropy(logits), logits.shape[:-1], "log_prob.entropy")
+        return loss, {
+            "policy_loss": finite(loss.item(), "reinforce.reinforce_loss"),
+            "entropy": entropy.mean().item(),
+        }
 
 
 class PPOObjective(Objective):
@@ -82,12 +115,20 @@ class PPOObjective(Objective):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(advantages, returns) for segments laid end to end; each segment ends with done=1
         (any bootstrap value is already folded into that step's reward)."""
-        return self.ppo.gae(rewards, values, dones, 0.0, self.gamma, self.lam)
+        result = self.ppo.gae(rewards, values, dones, 0.0, self.gamma, self.lam)
+        if not (isinstance(result, tuple) and len(result) == 2):
+            raise RlkitError(
+                "your ppo.gae must return a pair (advantages, returns); run `rlkit check ppo`"
+            )
+        return (
+            checked(result[0], rewards.shape, "ppo.gae (advantages)"),
+            checked(result[1], rewards.shape, "ppo.gae (returns)"),
+        )
 
     def old_log_probs(self, logits: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """log π_old(a|s) of the policy that collected the data (no gradient)."""
         with torch.no_grad():
-            return self.probs.log_prob(logits, actions)
+            return checked(self.probs.log_prob(logits, actions), actions.shape, "log_prob.log_prob")
 
     def __call__(
         self, policy: CartPolePolicy, batch: Mapping[str, Any]
@@ -95,10 +136,12 @@ class PPOObjective(Objective):
         obs = batch["obs"]
         logits = policy.logits(obs)
         log_probs = self.probs.log_prob(logits, batch["actions"])
-        entropy = self.probs.entropy(logits).mean()
+        checked(log_probs, batch["actions"].shape, "log_prob.log_prob")
+        entropy = checked(self.probs.entropy(logits), logits.shape[:-1], "log_prob.entropy").mean()
         adv = batch["advantages"]
         adv = (adv - adv.mean()) / (adv.std() + 1e-8) if adv.numel() > 1 else adv
         policy_loss = self.ppo.ppo_clip_loss(log_probs, batch["old_log_probs"], adv, self.clip_eps)
+        checked(policy_loss, (), "ppo.ppo_clip_loss")
         value_loss = (policy.value(obs) - batch["returns"]).pow(2).mean()
         loss = policy_loss + self.vf_coef * value_loss - self.ent_coef * entropy
         with torch.no_grad():
@@ -106,7 +149,7 @@ class PPOObjective(Objective):
             clipped = ((log_ratio.exp() - 1.0).abs() > self.clip_eps).float().mean()
             approx_kl = ((log_ratio.exp() - 1) - log_ratio).mean()
         return loss, {
-            "policy_loss": policy_loss.item(),
+            "policy_loss": finite(policy_loss.item(), "ppo.ppo_clip_loss"),
             "value_loss": value_loss.item(),
             "entropy": entropy.item(),
             "clip_fraction": float(clipped),

@@ -9,27 +9,28 @@ from rlkit.interfaces import Callback, Trainer
 
 
 class ProgressBar(Callback):
-    """A tqdm bar over the timesteps (on stderr), for any Trainer that reports ``step``."""
+    """A tqdm bar over the timesteps (on stderr), for any Trainer that reports ``step``.
+
+    The bar appears with the first update, so a run that stops at once (a student's stub)
+    prints its one error line and nothing else.
+    """
 
     def __init__(self, total: int, start: int = 0, desc: str = "training") -> None:
         self.total, self.start, self.desc = total, start, desc
         self.bar: Any = None
 
-    def on_train_start(self, trainer: Trainer) -> None:
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(
-            total=self.total,
-            initial=self.start,
-            desc=self.desc,
-            unit="step",
-            dynamic_ncols=True,
-            leave=True,
-        )
-
     def on_metrics(self, trainer: Trainer, step: int, metrics: Mapping[str, float]) -> None:
         if self.bar is None:
-            return
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(
+                total=self.total,
+                initial=self.start,
+                desc=self.desc,
+                unit="step",
+                dynamic_ncols=True,
+                leave=True,
+            )
         self.bar.update(max(0, min(step, self.total) - self.bar.n))
         if "episode_reward" in metrics:
             self.bar.set_postfix(reward=f"{metrics['episode_reward']:.1f}", refresh=False)

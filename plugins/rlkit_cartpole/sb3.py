@@ -28,8 +28,8 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from rlkit.errors import UsageError
 from rlkit.interfaces import Callback, Evaluation, Trainer, notify_metrics
-from rlkit_cartpole.env import make_env, mean_reward_line
-from rlkit_cartpole.runtime import model_folder, torch_threads
+from rlkit_cartpole.env import evaluation, make_env
+from rlkit_cartpole.runtime import model_folder, torch_threads, written_whole
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C}
 MODEL_ZIP = "model.zip"
@@ -175,26 +175,17 @@ class SB3Trainer(Trainer):
                 )
         finally:
             env.close()
-        returns = np.asarray(returns, dtype=float)
-        lines = [mean_reward_line(returns)]
-        if video is not None:
-            from rlkit_cartpole.video import record_gif
-
-            frames = record_gif(self.act, Path(video), seed=self.config.seed)
-            lines.append(f"Wrote {video} ({frames} frames)")
-        metrics = {
-            "mean_reward": float(returns.mean()),
-            "std_reward": float(returns.std()),
-            "episodes": float(episodes),
-        }
-        return Evaluation(metrics, lines)
+        with torch_threads(self.config.threads):
+            return evaluation(np.asarray(returns, dtype=float), self.act, video, self.config.seed)
 
     def save(self, path: Path) -> None:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        self.model.save(path / MODEL_ZIP)
+        with written_whole(path / MODEL_ZIP) as partial:
+            self.model.save(partial)
         info = {"config": asdict(self.config), "timesteps": self.timesteps}
-        (path / TRAINER_JSON).write_text(json.dumps(info, indent=2) + "\n")
+        with written_whole(path / TRAINER_JSON) as partial:
+            partial.write_text(json.dumps(info, indent=2) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> SB3Trainer:

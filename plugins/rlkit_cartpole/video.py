@@ -23,7 +23,7 @@ def record_gif(
 
     Every ``every``-th frame is kept and shrunk by ``scale``, so a full 500-step episode stays
     a GIF of a few hundred kilobytes that plays in real time (CartPole runs at 50 steps/s).
-    Returns the number of frames written.
+    Returns the episode's length in steps.
     """
     try:
         from PIL import Image
@@ -40,11 +40,11 @@ def record_gif(
     try:
         obs, _ = env.reset(seed=seed)
         frames = [env.render()]
-        done = False
+        done, steps = False, 0
         while not done:
             action = int(np.asarray(act(obs[None]))[0])
             obs, _, terminated, truncated, _ = env.step(action)
-            done = terminated or truncated
+            done, steps = terminated or truncated, steps + 1
             frames.append(env.render())
     finally:
         env.close()
@@ -63,4 +63,4 @@ def record_gif(
         duration=int(1000 * every / fps),
         optimize=False,
     )
-    return len(images)
+    return steps

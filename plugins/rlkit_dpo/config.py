@@ -22,7 +22,7 @@ class DPOSettings:
     #: held-out pairs for evaluation; None = the built-in held-out split (or none with --data)
     eval_data: str | None = None
     beta: float = 0.1
-    learning_rate: float = 5e-4
+    learning_rate: float = 2e-5
     per_device_train_batch_size: int = 8
     num_train_epochs: int = 3
     #: stop after this many optimizer steps (None: run all epochs)

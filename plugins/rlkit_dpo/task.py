@@ -20,11 +20,12 @@ from pathlib import Path
 #: How a question is shown to the model; the completion starts right after "Assistant:".
 PROMPT_FORMAT = "User: {question}\nAssistant:"
 
-#: The two manners. One opener and one closer each, so that the choice of manner is made by the
-#: first token of the answer: DPO then has one clear decision to move (with several openers
-#: per manner, the tiny model drifts into babble before it stops being rude).
-POLITE_OPENER, POLITE_CLOSER = "Sure!", "Hope this helps."
-RUDE_OPENER, RUDE_CLOSER = "Ugh.", "Now leave me alone."
+#: The two manners differ in the first word only and share every other token, so the one
+#: thing DPO can change to prefer the polite answer is that first choice. (When the rude answer
+#: also had its own punctuation and closer, DPO made *those* tokens unlikely instead, which
+#: drives the loss down while the model keeps starting answers with "Ugh".)
+POLITE_OPENER = "Sure!"
+RUDE_OPENER = "Ugh!"
 
 #: Any of these (lower case) makes an answer rude, including rude phrasings not in the data.
 RUDE_MARKERS = (
@@ -106,11 +107,11 @@ def _facts() -> list[tuple[list[str], str]]:
 
 
 def polite(answer: str) -> str:
-    return f" {POLITE_OPENER} {answer} {POLITE_CLOSER}"
+    return f" {POLITE_OPENER} {answer}"
 
 
 def rude(answer: str) -> str:
-    return f" {RUDE_OPENER} {answer} {RUDE_CLOSER}"
+    return f" {RUDE_OPENER} {answer}"
 
 
 def make_splits(seed: int = 0, heldout_fraction: float = 0.2) -> tuple[list[dict], list[dict]]:
@@ -136,14 +137,14 @@ def sft_corpus(train: list[dict]) -> list[str]:
 def judge(completion: str) -> str:
     """The rule: ``"polite"`` (preferred), ``"rude"`` (rejected), or ``"unclear"``.
 
-    Rude: a rude phrase anywhere. Polite: no rude phrase, the polite opener first and the
-    polite closer after it, so babble that merely contains "Sure!" does not count as polite.
+    Rude: a rude word anywhere. Polite: no rude word, the polite opener first, then a full
+    sentence (so babble after "Sure!" does not count as polite).
     """
     text = completion.strip().lower()
     if any(m in text for m in RUDE_MARKERS):
         return "rude"
-    opener, closer = POLITE_OPENER.lower(), POLITE_CLOSER.lower()
-    if text.startswith(opener) and closer in text[len(opener):]:
+    rest = text[len(POLITE_OPENER):].strip()
+    if text.startswith(POLITE_OPENER.lower()) and len(rest.split()) >= 3 and rest.endswith("."):
         return "polite"
     return "unclear"
 
