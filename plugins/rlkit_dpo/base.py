@@ -23,6 +23,7 @@ from rlkit_dpo.model import load_model, resolve_model
 from rlkit_dpo.policy import LanguageModelPolicy
 
 JUDGES = ("polite", "none")
+OPTIMIZERS = ("sgd", "adamw")
 EVAL_FILE = "eval.json"
 #: ``rlkit eval``'s default ``--episodes``; for DPO it means "the whole held-out split".
 CLI_DEFAULT_EPISODES = 10
@@ -139,6 +140,8 @@ class DPOTrainerBase(Trainer):
 def _validate(s: DPOSettings) -> None:
     if s.impl not in IMPLS:
         raise UsageError(f"--impl must be one of {', '.join(IMPLS)}, not {s.impl!r}")
+    if s.optim not in OPTIMIZERS:
+        raise UsageError(f"--optim must be one of {', '.join(OPTIMIZERS)}, not {s.optim!r}")
     if s.judge not in JUDGES:
         raise UsageError(f"--judge must be one of {', '.join(JUDGES)}, not {s.judge!r}")
     for name in ("beta", "learning_rate"):

@@ -22,7 +22,9 @@ class DPOSettings:
     #: held-out pairs for evaluation; None = the built-in held-out split (or none with --data)
     eval_data: str | None = None
     beta: float = 0.1
-    learning_rate: float = 2e-5
+    #: "sgd" (plain SGD, the default for the built-in model) or "adamw" (TRL's default)
+    optim: str = "sgd"
+    learning_rate: float = 0.03
     per_device_train_batch_size: int = 8
     num_train_epochs: int = 3
     #: stop after this many optimizer steps (None: run all epochs)

@@ -97,6 +97,7 @@ def report(
     """The lines a student reads: examples side by side, then the numbers."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     judged = before.preferred_rate is not None
     title = f"{len(after.prompts)} held-out prompts, one sampled answer each"
@@ -111,7 +112,7 @@ def report(
         b, a = before.completions[i], after.completions[i]
         if judged:
             b, a = f"[{before.verdicts[i]}] {b}", f"[{after.verdicts[i]}] {a}"
-        table.add_row(prompt, b, a)
+        table.add_row(Text(prompt), Text(b), Text(a))
     buffer = io.StringIO()
     Console(file=buffer, width=120, no_color=True, highlight=False).print(table)
     lines = buffer.getvalue().rstrip("\n").splitlines()

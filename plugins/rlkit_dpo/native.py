@@ -22,7 +22,7 @@ import torch
 
 from rlkit.interfaces import Callback, notify_metrics
 from rlkit_dpo.base import DPOTrainerBase
-from rlkit_dpo.data import EncodedPair, collate, drop_too_long, encode_pairs
+from rlkit_dpo.data import EncodedPair, drop_too_long, encode_pairs, pack
 from rlkit_dpo.objective import DPOObjective
 
 REFERENCE_BATCH = 64
@@ -51,8 +51,7 @@ class NativeTrainer(DPOTrainerBase):
         if s.max_steps is not None:
             total = s.max_steps
         params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=s.learning_rate, betas=(0.9, 0.999), eps=1e-8,
-                                      weight_decay=0.0)
+        optimizer = make_optimizer(s.optim, params, s.learning_rate)
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: max(0.0, 1 - k / total))
         order = torch.Generator().manual_seed(s.seed)
 
@@ -66,7 +65,7 @@ class NativeTrainer(DPOTrainerBase):
             permutation = torch.randperm(len(pairs), generator=order)
             for first in range(0, len(pairs), s.per_device_train_batch_size):
                 index = permutation[first:first + s.per_device_train_batch_size]
-                batch = collate([pairs[i] for i in index], pad, s.max_length)
+                batch = pack([pairs[i] for i in index], pad, s.max_length)
                 batch = {k: v.to(self.device) for k, v in batch.items()}
                 batch["ref_chosen_logps"] = ref_chosen[index]
                 batch["ref_rejected_logps"] = ref_rejected[index]
@@ -107,12 +106,17 @@ class NativeTrainer(DPOTrainerBase):
         self.model.eval()
         chosen, rejected = [], []
         for first in range(0, len(pairs), REFERENCE_BATCH):
-            batch = collate(pairs[first:first + REFERENCE_BATCH], self.tokenizer.pad_token_id,
-                            self.settings.max_length)
-            logps = self.policy.completion_log_probs(
-                *(batch[k].to(self.device) for k in ("input_ids", "attention_mask", "completion_mask"))
-            )
+            batch = pack(pairs[first:first + REFERENCE_BATCH], self.tokenizer.pad_token_id,
+                         self.settings.max_length)
+            logps = self.policy.packed_log_probs({k: v.to(self.device) for k, v in batch.items()})
             c, r = logps.chunk(2, dim=0)
             chosen.append(c)
             rejected.append(r)
         return torch.cat(chosen), torch.cat(rejected)
+
+
+def make_optimizer(name: str, params: list[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
+    """What TRL builds for ``optim="sgd"`` / ``optim="adamw_torch"`` (no weight decay)."""
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr)
+    return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)

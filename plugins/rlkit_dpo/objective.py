@@ -37,9 +37,12 @@ class DPOObjective(Objective):
     def __call__(
         self, policy: LanguageModelPolicy, batch: Mapping[str, Any]
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        logps = policy.completion_log_probs(
-            batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
-        )
+        if "packed_ids" in batch:  # data.pack: each prompt once
+            logps = policy.packed_log_probs(batch)
+        else:  # data.collate: [chosen; rejected] sequences
+            logps = policy.completion_log_probs(
+                batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
+            )
         chosen, rejected = logps.chunk(2, dim=0)
         loss, chosen_rewards, rejected_rewards = self.dpo_loss(
             chosen, rejected, batch["ref_chosen_logps"], batch["ref_rejected_logps"],

@@ -33,6 +33,19 @@ class LanguageModelPolicy(Policy):
         logits = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
         return self.sequence_log_probs(logits, input_ids, completion_mask)
 
+    def packed_log_probs(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """log π(y|x) of a batch from ``data.pack``: one forward pass over the packed row, the
+        logits laid out as ``[2B, L, V]`` again, then ``sequence_log_probs``. → [2B]."""
+        logits = self.model(
+            input_ids=batch["packed_ids"],
+            attention_mask=batch["packed_mask"],
+            position_ids=batch["packed_positions"],
+            use_cache=False,
+        ).logits
+        return self.sequence_log_probs(
+            logits.flatten(0, 1)[batch["gather_index"]], batch["input_ids"], batch["completion_mask"]
+        )
+
     def log_prob(self, states: Sequence[str], actions: Sequence[str]) -> torch.Tensor:
         """log π(completion | prompt) for each (prompt, completion) pair. → [B]."""
         rows = [{"prompt": s, "chosen": a, "rejected": a} for s, a in zip(states, actions)]
