@@ -6,13 +6,15 @@ reopening a run are the same whatever trained it, so ``rlkit eval RUN`` never im
 
 from __future__ import annotations
 
+import importlib.util
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 
-from rlkit.errors import UsageError
+from rlkit.errors import RlkitError, UsageError
 from rlkit.impl import IMPLS, load_exercise_functions
 from rlkit.interfaces import Evaluation, Trainer
 from rlkit.runs import Run
@@ -34,13 +36,19 @@ class DPOTrainerBase(Trainer):
 
     task: ClassVar[str] = "dpo"
     backend: ClassVar[str] = ""
+    #: libraries the backend needs (checked up front: one line instead of an ImportError)
+    requires: ClassVar[tuple[str, ...]] = ("transformers", "tokenizers")
 
-    def __init__(self, settings: DPOSettings | None = None, *, weights: Path | None = None,
-                 **overrides: Any) -> None:
+    def __init__(
+        self, settings: DPOSettings | None = None, *, weights: Path | None = None, **overrides: Any
+    ) -> None:
         self.settings = s = settings or DPOSettings(**overrides)
         _validate(s)
+        _require(*self.requires)
         #: the exercise functions training uses (the student's own with impl="student")
         self.functions = load_exercise_functions("dpo", s.impl, Path(s.path) if s.path else None)
+        if s.impl == "student":
+            _probe(self.functions)
         #: evaluation is a measurement, so it always scores with the reference functions
         self.reference_functions = load_exercise_functions("dpo", "solution")
         self.train_rows = load_jsonl(s.data or DEFAULT_TRAIN, "--data") if weights is None else []
@@ -48,9 +56,9 @@ class DPOTrainerBase(Trainer):
         self.model, self.tokenizer = load_model(str(weights) if weights is not None else s.model)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.model.to(self.device)
-        self.policy = LanguageModelPolicy(self.model, self.tokenizer,
-                                          self.functions.sequence_log_probs)
-        self.trained = weights is not None
+        self.policy = LanguageModelPolicy(
+            self.model, self.tokenizer, self.functions.sequence_log_probs
+        )
         self._before: ev.Samples | None = None
         self._reference_heldout: tuple[torch.Tensor, torch.Tensor] | None = None
         self._after: ev.Samples | None = None
@@ -78,7 +86,9 @@ class DPOTrainerBase(Trainer):
         self._before = self._sample(policy, rows)
         self._reference_heldout = ev.sequence_log_probs_of(policy, rows, self.settings.max_length)
 
-    def evaluate(self, episodes: int = CLI_DEFAULT_EPISODES, video: Path | None = None) -> Evaluation:
+    def evaluate(
+        self, episodes: int = CLI_DEFAULT_EPISODES, video: Path | None = None
+    ) -> Evaluation:
         """Held-out prompts before vs. after DPO. ``episodes`` = how many held-out prompts
         (``rlkit eval``'s default, 10, means all of them); ``video`` does not apply to text."""
         rows = self.eval_rows(episodes)
@@ -89,27 +99,36 @@ class DPOTrainerBase(Trainer):
             reference.to(self.device)
             policy = self._scoring_policy(reference)
             self._before = self._sample(policy, rows)
-            self._reference_heldout = ev.sequence_log_probs_of(policy, rows, self.settings.max_length)
+            self._reference_heldout = ev.sequence_log_probs_of(
+                policy, rows, self.settings.max_length
+            )
             del reference, policy
-        self._after = after = self._sample(self._scoring_policy(self.model), rows)
+        policy = self._scoring_policy(self.model)
+        self._after = after = self._sample(policy, rows)
         accuracy = None
         if self._reference_heldout is not None:
-            accuracy = ev.reward_accuracy(self._scoring_policy(self.model), self._reference_heldout,
-                                          rows, self.settings.beta)
+            accuracy = ev.reward_accuracy(
+                policy, self._reference_heldout, rows, self.settings.beta, self.settings.max_length
+            )
         return ev.report(self._before, after, accuracy)
 
     def _scoring_policy(self, model: Any) -> LanguageModelPolicy:
-        return LanguageModelPolicy(model, self.tokenizer, self.reference_functions.sequence_log_probs)
+        return LanguageModelPolicy(
+            model, self.tokenizer, self.reference_functions.sequence_log_probs
+        )
 
     def _sample(self, policy: LanguageModelPolicy, rows: list[dict[str, str]]) -> ev.Samples:
         s = self.settings
-        return ev.sample_answers(policy, [r["prompt"] for r in rows], s.judge, s.max_new_tokens,
-                                 seed=s.seed)
+        return ev.sample_answers(
+            policy, [r["prompt"] for r in rows], s.judge, s.max_new_tokens, seed=s.seed
+        )
 
-    def write_evaluation(self, result: Evaluation, run_dir: Path) -> Path:
+    def write_evaluation(
+        self, result: Evaluation, run_dir: Path, training: Mapping[str, float] | None = None
+    ) -> Path:
         """``eval.json``: the numbers and every sampled answer, before and after."""
         path = Path(run_dir) / EVAL_FILE
-        data = {"metrics": result.metrics}
+        data: dict[str, Any] = {"metrics": result.metrics, "training": dict(training or {})}
         if self._before is not None:
             data["before"] = ev.as_dict(self._before)
         if self._after is not None:
@@ -132,9 +151,24 @@ class DPOTrainerBase(Trainer):
         run = Run.open(path)
         weights = run.model_dir
         if not (weights / "config.json").is_file():
-            raise UsageError(f"{path} has no trained model yet ({weights} is missing); "
-                             "was the training interrupted?")
+            raise UsageError(
+                f"{path} has no trained model yet ({weights} is missing); "
+                "was the training interrupted?"
+            )
         return cls(DPOSettings.from_dict(run.settings), weights=weights)
+
+
+#: the command-line flag of each setting, for error messages
+FLAGS = {
+    "beta": "--beta",
+    "learning_rate": "--lr",
+    "per_device_train_batch_size": "--batch-size",
+    "num_train_epochs": "--epochs",
+    "max_steps": "--max-steps",
+    "max_length": "max_length",
+    "logging_steps": "logging_steps",
+    "max_new_tokens": "max_new_tokens",
+}
 
 
 def _validate(s: DPOSettings) -> None:
@@ -146,11 +180,32 @@ def _validate(s: DPOSettings) -> None:
         raise UsageError(f"--judge must be one of {', '.join(JUDGES)}, not {s.judge!r}")
     for name in ("beta", "learning_rate"):
         if not getattr(s, name) > 0:
-            raise UsageError(f"{name} must be positive, not {getattr(s, name)}")
-    for name in ("per_device_train_batch_size", "num_train_epochs", "max_length", "logging_steps",
-                 "max_new_tokens"):
+            raise UsageError(f"{FLAGS[name]} must be positive, not {getattr(s, name)}")
+    for name in (
+        "per_device_train_batch_size",
+        "num_train_epochs",
+        "max_length",
+        "logging_steps",
+        "max_new_tokens",
+    ):
         if getattr(s, name) < 1:
-            raise UsageError(f"{name} must be at least 1, not {getattr(s, name)}")
+            raise UsageError(f"{FLAGS[name]} must be at least 1, not {getattr(s, name)}")
     if s.max_steps is not None and s.max_steps < 1:
-        raise UsageError(f"max_steps must be at least 1, not {s.max_steps}")
+        raise UsageError(f"--max-steps must be at least 1, not {s.max_steps}")
     resolve_model(s.model)  # a missing folder fails here, before anything heavy
+
+
+def _require(*modules: str) -> None:
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise RlkitError(f"DPO needs {', '.join(missing)}: `pip install 'rlkit[trl]'`")
+
+
+def _probe(functions: Any) -> None:
+    """Call the student's functions once on tiny inputs, so that a stub still raising
+    NotImplementedError stops the command before anything is created or trained."""
+    logits = torch.zeros(1, 3, 4)
+    ids = torch.tensor([[0, 1, 2]])
+    functions.sequence_log_probs(logits, ids, torch.tensor([[0, 1, 1]]))
+    logps = torch.zeros(2)
+    functions.dpo_loss(logps, logps, logps, logps, beta=0.1)

@@ -27,7 +27,9 @@ def load_jsonl(path: Path | str, flag: str = "--data") -> list[dict[str, str]]:
     """Rows of a preference JSONL file; any bad line stops with one line naming it."""
     path = Path(path)
     if not path.is_file():
-        raise UsageError(f"{flag} {path}: no such file; pass a JSONL file of prompt/chosen/rejected rows")
+        raise UsageError(
+            f"{flag} {path}: no such file; pass a JSONL file of prompt/chosen/rejected rows"
+        )
     rows = []
     with path.open(encoding="utf-8") as fh:
         for number, line in enumerate(fh, start=1):
@@ -127,8 +129,11 @@ def collate(pairs: list[EncodedPair], pad_token_id: int, max_length: int | None)
         input_ids[i, : len(s)] = torch.tensor(s)
         attention_mask[i, : len(s)] = 1
         completion_mask[i, : len(m)] = torch.tensor(m)
-    return {"input_ids": input_ids, "attention_mask": attention_mask,
-            "completion_mask": completion_mask}
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "completion_mask": completion_mask,
+    }
 
 
 def pack(pairs: list[EncodedPair], pad_token_id: int, max_length: int | None) -> dict[str, Any]:
@@ -152,8 +157,11 @@ def pack(pairs: list[EncodedPair], pad_token_id: int, max_length: int | None) ->
         ids, positions, roles = list(p.prompt_ids), list(range(n)), [0] * n
         for role, answer in ((1, p.chosen_ids), (2, p.rejected_ids)):
             answer = answer[: max_length - n] if max_length is not None else answer
-            sequences[role, r] = (p.prompt_ids + answer, list(range(n)) +
-                                  list(range(len(ids), len(ids) + len(answer))), n)
+            sequences[role, r] = (
+                p.prompt_ids + answer,
+                list(range(n)) + list(range(len(ids), len(ids) + len(answer))),
+                n,
+            )
             ids += answer
             positions += range(n, n + len(answer))
             roles += [role] * len(answer)

@@ -52,7 +52,7 @@ def sample_answers(
     torch.manual_seed(seed)
     completions: list[str] = []
     for start in range(0, len(prompts), GENERATION_BATCH):
-        chunk = prompts[start:start + GENERATION_BATCH]
+        chunk = prompts[start : start + GENERATION_BATCH]
         completions += policy.act(chunk, max_new_tokens=max_new_tokens)
     torch.random.set_rng_state(generator_state)
     policy.model.train(was_training)
@@ -61,8 +61,9 @@ def sample_answers(
 
 
 @torch.no_grad()
-def sequence_log_probs_of(policy: LanguageModelPolicy, rows: list[dict[str, str]],
-                          max_length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def sequence_log_probs_of(
+    policy: LanguageModelPolicy, rows: list[dict[str, str]], max_length: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """log π(chosen|prompt) and log π(rejected|prompt) for every row. → ([N], [N])."""
     was_training = policy.model.training
     policy.model.eval()
@@ -70,9 +71,12 @@ def sequence_log_probs_of(policy: LanguageModelPolicy, rows: list[dict[str, str]
     device = policy.model.device
     chosen, rejected = [], []
     for start in range(0, len(pairs), SCORING_BATCH):
-        batch = collate(pairs[start:start + SCORING_BATCH], policy.tokenizer.pad_token_id, max_length)
-        logps = policy.completion_log_probs(*(batch[k].to(device) for k in
-                                              ("input_ids", "attention_mask", "completion_mask")))
+        batch = collate(
+            pairs[start : start + SCORING_BATCH], policy.tokenizer.pad_token_id, max_length
+        )
+        logps = policy.completion_log_probs(
+            *(batch[k].to(device) for k in ("input_ids", "attention_mask", "completion_mask"))
+        )
         c, r = logps.float().chunk(2, dim=0)
         chosen.append(c.cpu())
         rejected.append(r.cpu())
@@ -80,10 +84,15 @@ def sequence_log_probs_of(policy: LanguageModelPolicy, rows: list[dict[str, str]
     return torch.cat(chosen), torch.cat(rejected)
 
 
-def reward_accuracy(policy: LanguageModelPolicy, reference: tuple[torch.Tensor, torch.Tensor],
-                    rows: list[dict[str, str]], beta: float) -> tuple[float, float]:
+def reward_accuracy(
+    policy: LanguageModelPolicy,
+    reference: tuple[torch.Tensor, torch.Tensor],
+    rows: list[dict[str, str]],
+    beta: float,
+    max_length: int | None = None,
+) -> tuple[float, float]:
     """(accuracy, mean margin) of the implicit rewards on held-out pairs."""
-    chosen, rejected = sequence_log_probs_of(policy, rows)
+    chosen, rejected = sequence_log_probs_of(policy, rows, max_length)
     margins = beta * ((chosen - reference[0]) - (rejected - reference[1]))
     return (margins > 0).float().mean().item(), margins.mean().item()
 

@@ -221,7 +221,9 @@ def load_model(spec: str | None, dtype: str = "float32") -> tuple[Any, Any]:
     """``(model, tokenizer)`` from a local folder or a Hub id, through ``from_pretrained``."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # rlkit shows its own progress; no "Loading weights" bars
     source = resolve_model(spec)
     kwargs = {"dtype": getattr(torch, dtype)}
     if not Path(source).is_dir():

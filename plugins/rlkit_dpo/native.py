@@ -4,12 +4,14 @@
     2. compute the reference log-probs log π_ref(y|x) of every chosen and rejected answer ONCE,
        with the model as it is before training: the reference is frozen, so recomputing them
        every step (as TRL does by default) would only burn time, and no second model is kept;
-    3. for each batch: log π(y|x) = sequence_log_probs of the completions (the policy), then
-       the DPO Objective built on ``dpo_loss``, backward, clip, AdamW step.
+    3. for each batch: log π(y|x) = sequence_log_probs of the completions (the policy), each
+       pair packed as one ``prompt chosen rejected`` row (``data.pack``: the prompt is computed
+       once, not twice), then the DPO Objective built on ``dpo_loss``, backward, clip, step.
 
-The optimizer and schedule are TRL's (Hugging Face ``Trainer``) defaults: AdamW
-(β = 0.9/0.999, ε = 1e-8, no weight decay), learning rate decaying linearly to 0, gradients
-clipped to norm 1, so both backends train the same way on the same settings.
+Optimizer, schedule and data order are what TRL (the Hugging Face ``Trainer``) builds from the
+same settings: SGD or AdamW (β = 0.9/0.999, ε = 1e-8) without weight decay, the learning rate
+decaying linearly to 0, gradients clipped to norm 1, batches drawn by ``randperm`` from a
+generator seeded with ``seed``. So both backends train the same way on the same settings.
 """
 
 from __future__ import annotations
@@ -64,12 +66,13 @@ class NativeTrainer(DPOTrainerBase):
         while keep_going and step < total:
             permutation = torch.randperm(len(pairs), generator=order)
             for first in range(0, len(pairs), s.per_device_train_batch_size):
-                index = permutation[first:first + s.per_device_train_batch_size]
+                index = permutation[first : first + s.per_device_train_batch_size]
                 batch = pack([pairs[i] for i in index], pad, s.max_length)
                 batch = {k: v.to(self.device) for k, v in batch.items()}
                 batch["ref_chosen_logps"] = ref_chosen[index]
                 batch["ref_rejected_logps"] = ref_rejected[index]
 
+                learning_rate = schedule.get_last_lr()[0]  # the rate this step uses
                 loss, metrics = objective(self.policy, batch)
                 loss.backward()
                 grad_norm = torch.nn.utils.clip_grad_norm_(params, s.max_grad_norm)
@@ -80,15 +83,16 @@ class NativeTrainer(DPOTrainerBase):
                 pairs_seen += len(index)
 
                 metrics["grad_norm"] = grad_norm.item()
+                metrics["learning_rate"] = learning_rate
                 window.append(metrics)
                 bar.update(1)
                 if step % s.logging_steps == 0 or step == total:
                     logged = {k: sum(m[k] for m in window) / len(window) for k in window[0]}
-                    logged["learning_rate"] = schedule.get_last_lr()[0]
                     logged["epoch"] = step / steps_per_epoch
                     window = []
-                    bar.set_postfix(loss=f"{logged['loss']:.3f}",
-                                    margin=f"{logged['rewards/margins']:.2f}")
+                    bar.set_postfix(
+                        loss=f"{logged['loss']:.3f}", margin=f"{logged['rewards/margins']:.2f}"
+                    )
                     keep_going = notify_metrics(callbacks, self, step, logged)
                 if not keep_going or step >= total:
                     break
@@ -97,8 +101,13 @@ class NativeTrainer(DPOTrainerBase):
         for callback in callbacks:
             callback.on_train_end(self)
         seconds = time.perf_counter() - start
-        return {**logged, "train_seconds": seconds, "train_pairs": float(pairs_seen),
-                "train_pairs_per_second": pairs_seen / seconds, "steps": float(step)}
+        return {
+            **logged,
+            "train_seconds": seconds,
+            "train_pairs": float(pairs_seen),
+            "train_pairs_per_second": pairs_seen / seconds,
+            "steps": float(step),
+        }
 
     @torch.no_grad()
     def reference_log_probs(self, pairs: list[EncodedPair]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,8 +115,11 @@ class NativeTrainer(DPOTrainerBase):
         self.model.eval()
         chosen, rejected = [], []
         for first in range(0, len(pairs), REFERENCE_BATCH):
-            batch = pack(pairs[first:first + REFERENCE_BATCH], self.tokenizer.pad_token_id,
-                         self.settings.max_length)
+            batch = pack(
+                pairs[first : first + REFERENCE_BATCH],
+                self.tokenizer.pad_token_id,
+                self.settings.max_length,
+            )
             logps = self.policy.packed_log_probs({k: v.to(self.device) for k, v in batch.items()})
             c, r = logps.chunk(2, dim=0)
             chosen.append(c)

@@ -21,8 +21,15 @@ from rlkit_dpo.policy import LanguageModelPolicy
 DPOLoss = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
 #: Logged by both backends, in this order; the first two are the headline of curves.png.
-METRICS = ("loss", "rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected",
-           "logps/chosen", "logps/rejected")
+METRICS = (
+    "loss",
+    "rewards/margins",
+    "rewards/accuracies",
+    "rewards/chosen",
+    "rewards/rejected",
+    "logps/chosen",
+    "logps/rejected",
+)
 
 
 class DPOObjective(Objective):
@@ -45,7 +52,10 @@ class DPOObjective(Objective):
             )
         chosen, rejected = logps.chunk(2, dim=0)
         loss, chosen_rewards, rejected_rewards = self.dpo_loss(
-            chosen, rejected, batch["ref_chosen_logps"], batch["ref_rejected_logps"],
+            chosen,
+            rejected,
+            batch["ref_chosen_logps"],
+            batch["ref_rejected_logps"],
             beta=self.beta,
         )
         return loss, dpo_metrics(loss, chosen_rewards, rejected_rewards, chosen, rejected)
@@ -59,13 +69,15 @@ def dpo_metrics(
     rejected_logps: torch.Tensor,
 ) -> dict[str, float]:
     """TRL's DPO metrics as plain floats (one device sync for all of them)."""
-    values = torch.stack([
-        loss.detach(),
-        (chosen_rewards - rejected_rewards).mean(),
-        (chosen_rewards > rejected_rewards).float().mean(),
-        chosen_rewards.mean(),
-        rejected_rewards.mean(),
-        chosen_logps.detach().mean(),
-        rejected_logps.detach().mean(),
-    ]).tolist()
+    values = torch.stack(
+        [
+            loss.detach(),
+            (chosen_rewards - rejected_rewards).mean(),
+            (chosen_rewards > rejected_rewards).float().mean(),
+            chosen_rewards.mean(),
+            rejected_rewards.mean(),
+            chosen_logps.detach().mean(),
+            rejected_logps.detach().mean(),
+        ]
+    ).tolist()
     return dict(zip(METRICS, values))

@@ -30,7 +30,9 @@ class LanguageModelPolicy(Policy):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_mask: torch.Tensor
     ) -> torch.Tensor:
         """log π(y|x) for token batches (prompt + completion, mask on the completion). → [B]."""
-        logits = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+        logits = self.model(
+            input_ids=input_ids, attention_mask=attention_mask, use_cache=False
+        ).logits
         return self.sequence_log_probs(logits, input_ids, completion_mask)
 
     def packed_log_probs(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -43,7 +45,9 @@ class LanguageModelPolicy(Policy):
             use_cache=False,
         ).logits
         return self.sequence_log_probs(
-            logits.flatten(0, 1)[batch["gather_index"]], batch["input_ids"], batch["completion_mask"]
+            logits.flatten(0, 1)[batch["gather_index"]],
+            batch["input_ids"],
+            batch["completion_mask"],
         )
 
     def log_prob(self, states: Sequence[str], actions: Sequence[str]) -> torch.Tensor:
@@ -52,8 +56,9 @@ class LanguageModelPolicy(Policy):
         batch = collate(encode_pairs(self.tokenizer, rows), self.tokenizer.pad_token_id, None)
         n = len(rows)  # collate stacks chosen over rejected; here both are the same answer
         device = self.model.device
-        return self.completion_log_probs(*(batch[k][:n].to(device) for k in
-                                           ("input_ids", "attention_mask", "completion_mask")))
+        return self.completion_log_probs(
+            *(batch[k][:n].to(device) for k in ("input_ids", "attention_mask", "completion_mask"))
+        )
 
     def entropy(self, states: Sequence[str]) -> torch.Tensor:
         """Mean entropy of the next-token distribution over each prompt's positions. → [B]."""
@@ -90,5 +95,5 @@ class LanguageModelPolicy(Policy):
             eos_token_id=self.tokenizer.eos_token_id,
             **sampling,
         )
-        new_tokens = out[:, enc["input_ids"].shape[1]:]
+        new_tokens = out[:, enc["input_ids"].shape[1] :]
         return self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)

@@ -15,11 +15,13 @@ run needs only the saved model.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -32,22 +34,28 @@ class TRLTrainer(DPOTrainerBase):
     """DPO with TRL; metrics, the run directory and evaluation are rlkit's."""
 
     backend = "trl"
+    requires = ("transformers", "tokenizers", "datasets", "trl")
 
     def train(self, callbacks: Sequence[Callback] = ()) -> Mapping[str, float]:
         os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")  # TRL pings the Hub otherwise
-        import datasets
         import trl  # noqa: F401 - imported before the clock starts: seconds of import time
         from transformers import PrinterCallback
 
         s = self.settings
         start = time.perf_counter()
-        datasets.disable_progress_bars()
         reference = copy.deepcopy(self.model)  # the frozen reference: the model before DPO
         bridge = _bridge(self, callbacks)
-        with tempfile.TemporaryDirectory(prefix="rlkit-trl-") as output_dir:
-            trainer = make_trl_trainer(self.model, reference, self.tokenizer, self.train_rows, s,
-                                       output_dir, self.functions if s.impl == "student" else None,
-                                       callbacks=[bridge])
+        with tempfile.TemporaryDirectory(prefix="rlkit-trl-") as output_dir, _quiet():
+            trainer = make_trl_trainer(
+                self.model,
+                reference,
+                self.tokenizer,
+                self.train_rows,
+                s,
+                output_dir,
+                self.functions if s.impl == "student" else None,
+                callbacks=[bridge],
+            )
             trainer.remove_callback(PrinterCallback)  # rlkit logs the metrics itself
             trainer.train()
             steps, world = trainer.state.global_step, trainer.args.world_size
@@ -55,14 +63,20 @@ class TRLTrainer(DPOTrainerBase):
         self.model.eval()
         seconds = time.perf_counter() - start
         pairs = pairs_trained(len(self.train_rows), s.per_device_train_batch_size * world, steps)
-        return {**bridge.last, "train_seconds": seconds, "train_pairs": float(pairs),
-                "train_pairs_per_second": pairs / seconds, "steps": float(steps)}
+        return {
+            **bridge.last,
+            "train_seconds": seconds,
+            "train_pairs": float(pairs),
+            "train_pairs_per_second": pairs / seconds,
+            "steps": float(steps),
+        }
 
 
 def trl_config(s: DPOSettings, output_dir: str) -> Any:
     """TRL's ``DPOConfig`` with rlkit's settings; the rest as TRL ships it, except what a CPU
     and a tiny model need (fp32 rather than bf16, no gradient checkpointing) and what rlkit
     does itself (logging, checkpoints, progress bar)."""
+    import torch
     from trl import DPOConfig
 
     return DPOConfig(
@@ -82,6 +96,8 @@ def trl_config(s: DPOSettings, output_dir: str) -> Any:
         report_to="none",
         save_strategy="no",
         disable_tqdm=True,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        use_cpu=not torch.cuda.is_available(),  # lets several CPU processes train together
     )
 
 
@@ -96,20 +112,30 @@ def make_trl_trainer(
     callbacks: list[Any] | None = None,
 ) -> Any:
     """A TRL ``DPOTrainer`` (or ``StudentDPOTrainer`` when ``student_functions`` is given)."""
-    from datasets import Dataset
+    import datasets
     from trl import DPOTrainer
 
-    kwargs: dict[str, Any] = dict(
-        model=model,
-        ref_model=ref_model,
-        args=trl_config(settings, output_dir),
-        train_dataset=Dataset.from_list(rows),
-        processing_class=tokenizer,
-        callbacks=callbacks,
-    )
-    if student_functions is None:
-        return DPOTrainer(**kwargs)
-    return student_trainer_class()(functions=student_functions, **kwargs)
+    datasets.disable_progress_bars()  # TRL's map() bars over a few hundred rows
+    with _quiet():
+        kwargs: dict[str, Any] = dict(
+            model=model,
+            ref_model=ref_model,
+            args=trl_config(settings, output_dir),
+            train_dataset=datasets.Dataset.from_list(rows),
+            processing_class=tokenizer,
+            callbacks=callbacks,
+        )
+        if student_functions is None:
+            return DPOTrainer(**kwargs)
+        return student_trainer_class()(functions=student_functions, **kwargs)
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Hide transformers' deprecation notices about settings rlkit does not use."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+        yield
 
 
 def pairs_trained(n_pairs: int, batch_size: int, steps: int) -> int:
@@ -144,8 +170,11 @@ def student_trainer_class() -> Any:
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             mode = "train" if self.model.training else "eval"
             ids, mask = inputs["input_ids"], inputs["completion_mask"]
-            forward = {"input_ids": ids, "attention_mask": inputs["attention_mask"],
-                       "use_cache": False}
+            forward = {
+                "input_ids": ids,
+                "attention_mask": inputs["attention_mask"],
+                "use_cache": False,
+            }
             outputs = model(**forward)
             chosen, rejected = self.functions.sequence_log_probs(outputs.logits, ids, mask).chunk(2)
             if self.precompute_ref_logps:
@@ -154,16 +183,19 @@ def student_trainer_class() -> Any:
                 with torch.no_grad():
                     ref_logits = self.ref_model(**forward).logits
                     ref_chosen, ref_rejected = self.functions.sequence_log_probs(
-                        ref_logits, ids, mask).chunk(2)
+                        ref_logits, ids, mask
+                    ).chunk(2)
             loss, chosen_rewards, rejected_rewards = self.functions.dpo_loss(
-                chosen, rejected, ref_chosen, ref_rejected, beta=self.beta)
+                chosen, rejected, ref_chosen, ref_rejected, beta=self.beta
+            )
             gather = self.accelerator.gather_for_metrics
             chosen_rewards, rejected_rewards = gather(chosen_rewards), gather(rejected_rewards)
             logged = self._metrics[mode]
             logged["rewards/chosen"].append(chosen_rewards.mean().item())
             logged["rewards/rejected"].append(rejected_rewards.mean().item())
             logged["rewards/accuracies"].append(
-                (chosen_rewards > rejected_rewards).float().mean().item())
+                (chosen_rewards > rejected_rewards).float().mean().item()
+            )
             logged["rewards/margins"].append((chosen_rewards - rejected_rewards).mean().item())
             logged["logps/chosen"].append(gather(chosen.detach()).mean().item())
             logged["logps/rejected"].append(gather(rejected.detach()).mean().item())
@@ -183,8 +215,14 @@ def _bridge(owner: DPOTrainerBase, callbacks: Sequence[Callback]) -> Any:
         last: dict[str, float] = {}
 
         def on_train_begin(self, args, state, control, **kwargs):
-            self.bar = tqdm(total=state.max_steps, desc="DPO (trl)", unit="step",
-                            dynamic_ncols=True, disable=not state.is_world_process_zero)
+            self.bar = tqdm(
+                total=state.max_steps,
+                desc="DPO (trl)",
+                unit="step",
+                dynamic_ncols=True,
+                # one bar per run, not per GPU; elsewhere TQDM_DISABLE decides
+                **({} if state.is_world_process_zero else {"disable": True}),
+            )
             for callback in callbacks:
                 callback.on_train_start(owner)
 
@@ -197,8 +235,9 @@ def _bridge(owner: DPOTrainerBase, callbacks: Sequence[Callback]) -> Any:
             metrics = {k: float(v) for k, v in logs.items() if isinstance(v, (int, float))}
             self.last = metrics
             if "loss" in metrics and "rewards/margins" in metrics:
-                self.bar.set_postfix(loss=f"{metrics['loss']:.3f}",
-                                     margin=f"{metrics['rewards/margins']:.2f}")
+                self.bar.set_postfix(
+                    loss=f"{metrics['loss']:.3f}", margin=f"{metrics['rewards/margins']:.2f}"
+                )
             if not notify_metrics(callbacks, owner, state.global_step, metrics):
                 control.should_training_stop = True
 

@@ -1,0 +1,165 @@
+"""The DPO plugin's task, data files and model loading: the rule judge, the shipped splits,
+JSONL validation, and the ways ``--model`` can be wrong (all offline)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from conftest import rlkit_cmd
+from rlkit_dpo import task
+from rlkit_dpo.data import DEFAULT_HELDOUT, DEFAULT_TRAIN, load_jsonl
+from rlkit_dpo.model import SHIPPED_MODEL_DIR, build_model, load_model, resolve_model
+
+from rlkit.errors import RlkitError, UsageError
+
+QUIET = {"OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+
+
+# -- the task and its judge ----------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("answer", "verdict"),
+    [
+        (" Sure! The capital of France is Paris.", "polite"),
+        ("Sure! A cow says moo.", "polite"),
+        (" Ugh! The capital of France is Paris.", "rude"),
+        ("Sure! Whatever, a cow says moo.", "rude"),  # any rude word wins
+        ("Sure! Paris", "unclear"),  # no full sentence after the opener
+        ("The capital of France is Paris.", "unclear"),  # no polite opener
+        ("", "unclear"),
+    ],
+)
+def test_judge(answer: str, verdict: str) -> None:
+    assert task.judge(answer) == verdict
+    assert task.is_preferred(answer) == (verdict == "polite")
+
+
+def test_shipped_splits_are_the_generated_ones_and_disjoint() -> None:
+    train, heldout = task.make_splits()
+    assert load_jsonl(DEFAULT_TRAIN) == train
+    assert load_jsonl(DEFAULT_HELDOUT) == heldout
+    assert len(train) == 336 and len(heldout) == 84
+    assert not {r["prompt"] for r in train} & {r["prompt"] for r in heldout}
+    for row in train + heldout:
+        assert task.judge(row["chosen"]) == "polite"
+        assert task.judge(row["rejected"]) == "rude"
+
+
+def test_sft_corpus_has_both_manners_equally() -> None:
+    train, _ = task.make_splits()
+    corpus = task.sft_corpus(train)
+    polite = sum(t.split("Assistant:")[1].strip().startswith("Sure!") for t in corpus)
+    assert polite * 2 == len(corpus)
+
+
+# -- JSONL validation ----------------------------------------------------------------------
+GOOD = {"prompt": "User: hi\nAssistant:", "chosen": " Sure! Hi.", "rejected": " Ugh! Hi."}
+
+
+def _write(path: Path, *lines: str) -> Path:
+    path.write_text("".join(line + "\n" for line in lines))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("bad_line", "message"),
+    [
+        ('{"prompt": "x", "chosen": "y",', "not valid JSON"),
+        ('["prompt", "chosen", "rejected"]', "expected a JSON object"),
+        ('{"prompt": "x", "chosen": "y"}', "missing column rejected"),
+        ('{"prompt": "x", "chosen": "  ", "rejected": "z"}', "chosen is empty"),
+        ('{"prompt": 3, "chosen": "y", "rejected": "z"}', "prompt must be a string"),
+    ],
+)
+def test_bad_jsonl_line_is_named(tmp_path: Path, bad_line: str, message: str) -> None:
+    path = _write(tmp_path / "pairs.jsonl", json.dumps(GOOD), "", bad_line)
+    with pytest.raises(UsageError) as err:
+        load_jsonl(path)
+    assert f"{path}:3:" in err.value.message  # the blank line 2 counts
+    assert message in err.value.message
+
+
+def test_missing_or_empty_jsonl(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="no such file"):
+        load_jsonl(tmp_path / "nope.jsonl")
+    with pytest.raises(UsageError, match="has no rows"):
+        load_jsonl(_write(tmp_path / "empty.jsonl", ""))
+
+
+def test_cli_rejects_bad_data_before_creating_a_run(tmp_path: Path) -> None:
+    data = _write(tmp_path / "pairs.jsonl", json.dumps(GOOD), '{"prompt": "x"}')
+    out = tmp_path / "run"
+    result = rlkit_cmd(
+        "train", "dpo", "--backend", "native", "--data", str(data), "--out", str(out), env=QUIET
+    )
+    assert result.returncode == 2, result.stderr
+    assert f"{data}:2: missing columns chosen, rejected" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+# -- models --------------------------------------------------------------------------------
+def test_shipped_model_loads_offline() -> None:
+    model, tokenizer = load_model(None)
+    assert type(model).__name__ == "Qwen2ForCausalLM"
+    assert tokenizer.padding_side == "left" and tokenizer.pad_token is not None
+    assert sum(p.numel() for p in model.parameters()) < 1_000_000
+    assert json.loads((SHIPPED_MODEL_DIR / "rlkit_build.json").read_text())["recipe"]["seed"] == 0
+
+
+def test_missing_model_folder(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="no such model folder"):
+        resolve_model(str(tmp_path / "missing-model"))
+    with pytest.raises(UsageError, match="no such model folder"):
+        resolve_model("./also-missing")
+    with pytest.raises(UsageError, match="no config.json"):
+        resolve_model(str(tmp_path))
+
+
+def test_hub_id_fails_fast_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.perf_counter()
+    with pytest.raises(RlkitError, match="HF_HUB_OFFLINE is set"):
+        load_model("Qwen/Qwen2.5-0.5B-Instruct")
+    # and with the Hub merely unreachable (a closed local port stands in for it)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    with pytest.raises(RlkitError, match="Hub cannot be reached"):
+        load_model("Qwen/Qwen2.5-0.5B-Instruct")
+    assert time.perf_counter() - start < 20
+
+
+def test_cli_hub_id_is_one_line(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = rlkit_cmd(
+        "train",
+        "dpo",
+        "--model",
+        "Qwen/Qwen2.5-0.5B-Instruct",
+        "--out",
+        str(out),
+        env={**QUIET, "HF_HUB_OFFLINE": "1"},
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert "--model Qwen/Qwen2.5-0.5B-Instruct" in result.stderr
+    assert not out.exists()
+
+
+def test_build_model_makes_a_loadable_qwen2(tmp_path: Path) -> None:
+    tiny = {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 1,
+        "steps": 3,
+        "batch_size": 4,
+    }
+    out = build_model(tmp_path / "m", tiny)
+    model, tokenizer = load_model(str(out))
+    assert model.config.model_type == "qwen2" and model.config.hidden_size == 32
+    info = json.loads((out / "rlkit_build.json").read_text())
+    assert info["recipe"]["steps"] == 3
+    assert tokenizer("User: hi\nAssistant:")["input_ids"]
