@@ -23,6 +23,8 @@ pm.add_hookspecs(hookspecs)
 
 #: plugin name → one-line reason it is not working
 broken: dict[str, str] = {}
+#: plugin name → (distribution, version) that provides it
+_dist_of: dict[str, tuple[str, str]] = {}
 _loaded = False
 
 
@@ -37,9 +39,12 @@ class PluginInfo:
     commands: list[str] = field(default_factory=list)
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    """``Type: message`` on one line (multi-line messages joined with "; ", long ones cut)."""
+    text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return f"{type(exc).__name__}: {text}".rstrip(": ")
 
 
 def load_plugins() -> None:
@@ -65,13 +70,14 @@ def load_plugins() -> None:
                 raise
             broken[ep.name] = f"failed to import {ep.value}: {_one_line(exc)}"
             continue
-        pm.register(module, name=ep.name)
+        try:
+            pm.register(module, name=ep.name)
+        except pluggy.PluginValidationError as exc:  # a hook with a wrong name or arguments
+            broken[ep.name] = f"invalid plugin {ep.value}: {_one_line(exc)}"
+            continue
         dist = getattr(ep, "dist", None)
         if dist is not None:
             _dist_of[ep.name] = (dist.name, dist.version)
-
-
-_dist_of: dict[str, tuple[str, str]] = {}
 
 
 def register_plugin(plugin: ModuleType | object, name: str | None = None) -> str:

@@ -24,6 +24,7 @@ def _fake_distribution(site: Path, name: str, module: str, code: str) -> None:
 
 
 def test_builtin_plugins_are_found_through_entry_points() -> None:
+    plugins.load_plugins()
     names = {name for name, _ in plugins.pm.list_name_plugin()}
     assert {"course", "cartpole", "dpo"} <= names
     infos = {i.name: i for i in plugins.plugin_infos()}
@@ -89,6 +90,26 @@ def test_plugin_whose_hook_raises_is_reported(tmp_path: Path) -> None:
     errors = {p["name"]: p.get("error") for p in data if "error" in p}
     assert errors == {"raiser": "register_envs failed: RuntimeError: boom in register_envs"}
     assert any(p["name"] == "cartpole" for p in data)
+
+
+def test_plugin_with_a_misspelled_hook_argument_is_reported(tmp_path: Path) -> None:
+    _fake_distribution(
+        tmp_path,
+        "typo",
+        "typo_plugin",
+        """
+        from rlkit import hookimpl
+
+        @hookimpl
+        def register_envs(regster):
+            pass
+    """,
+    )
+    result = rlkit_cmd("plugins", "--json", pythonpath=tmp_path)
+    assert result.returncode == 0, result.stderr
+    errors = {p["name"]: p.get("error", "") for p in json.loads(result.stdout) if "error" in p}
+    assert errors["typo"].startswith("invalid plugin typo_plugin: PluginValidationError")
+    assert "regster" in errors["typo"]
 
 
 def test_rlkit_load_plugins_limits_what_loads() -> None:
