@@ -142,12 +142,17 @@ def pack(pairs: list[EncodedPair], pad_token_id: int, max_length: int | None) ->
     A mask lets each answer attend to the prompt and to itself only, and the position ids of
     each answer start where the prompt ends, so the model computes exactly what it computes
     for the two sequences ``collate`` makes of the pair, without running the prompt twice and
-    with a third fewer tokens.
+    with a third fewer tokens. Two more tokens are saved per pair: the last token of each
+    answer is not fed at all, since its output predicts nothing and no other token sees it.
 
     Also returned: the ``collate`` layout (``input_ids``, ``completion_mask``: ``[2B, L]``,
-    chosen rows first) and ``gather_index`` (``[2B, L]``, flat positions in the packed
-    ``[B, W]`` rows), so that ``logits.flatten(0, 1)[gather_index]`` are the ``[2B, L, V]``
-    logits that the exercise's ``sequence_log_probs`` expects.
+    chosen rows first); ``logits_to_keep`` (an int): only the last columns of the packed rows,
+    from the shortest prompt's last token on, predict answer tokens, so only they need the LM
+    head; and ``gather_index`` (``[2B, L - first]``, ``first = W - logits_to_keep``): flat
+    positions in those kept ``[B, logits_to_keep]`` logits, so that
+    ``logits.flatten(0, 1)[gather_index]`` are the logits of ``collate`` columns ``first:``,
+    what the exercise's ``sequence_log_probs`` expects (with ``input_ids[:, first:]`` and
+    ``completion_mask[:, first:]``, whose column 0 is prompt, so 0).
     """
     import torch
 
@@ -157,14 +162,14 @@ def pack(pairs: list[EncodedPair], pad_token_id: int, max_length: int | None) ->
         ids, positions, roles = list(p.prompt_ids), list(range(n)), [0] * n
         for role, answer in ((1, p.chosen_ids), (2, p.rejected_ids)):
             answer = answer[: max_length - n] if max_length is not None else answer
-            sequences[role, r] = (
-                p.prompt_ids + answer,
-                list(range(n)) + list(range(len(ids), len(ids) + len(answer))),
-                n,
-            )
-            ids += answer
-            positions += range(n, n + len(answer))
-            roles += [role] * len(answer)
+            fed = answer[:-1]  # the last answer token: scored, but never fed
+            # the column of each token of prompt + answer; the unfed last token's logits are
+            # masked out by sequence_log_probs, so any kept column will do: the prompt's last
+            columns = list(range(n)) + list(range(len(ids), len(ids) + len(fed))) + [n - 1]
+            sequences[role, r] = (p.prompt_ids + answer, columns, n)
+            ids += fed
+            positions += range(n, n + len(fed))
+            roles += [role] * len(fed)
         rows.append((ids, positions, roles))
     width = max(len(ids) for ids, _, _ in rows)
     packed_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
@@ -181,19 +186,22 @@ def pack(pairs: list[EncodedPair], pad_token_id: int, max_length: int | None) ->
     visible = causal & (key >= 0) & ((key == 0) | (key == query))
     visible |= torch.eye(width, dtype=torch.bool)
 
+    first = min(n for _, (_, _, n) in sequences.items()) - 1  # the first logit that is scored
+    kept = width - first
     ordered = [(r, sequences[role_, r]) for role_ in (1, 2) for r in range(len(rows))]
     length = max(len(seq) for _, (seq, _, _) in ordered)
     input_ids = torch.full((len(ordered), length), pad_token_id, dtype=torch.long)
     completion_mask = torch.zeros((len(ordered), length), dtype=torch.long)
-    gather_index = torch.zeros((len(ordered), length), dtype=torch.long)
+    gather_index = torch.zeros((len(ordered), length - first), dtype=torch.long)
     for i, (r, (seq, columns, n)) in enumerate(ordered):
         input_ids[i, : len(seq)] = torch.tensor(seq)
         completion_mask[i, n : len(seq)] = 1
-        gather_index[i, : len(seq)] = r * width + torch.tensor(columns)
+        gather_index[i, : len(seq) - first] = r * kept + torch.tensor(columns[first:]) - first
     return {
         "packed_ids": packed_ids,
         "packed_positions": packed_positions,
         "packed_mask": visible[:, None],
+        "logits_to_keep": kept,
         "gather_index": gather_index,
         "input_ids": input_ids,
         "completion_mask": completion_mask,

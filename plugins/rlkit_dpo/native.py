@@ -6,7 +6,9 @@
        every step (as TRL does by default) would only burn time, and no second model is kept;
     3. for each batch: log π(y|x) = sequence_log_probs of the completions (the policy), each
        pair packed as one ``prompt chosen rejected`` row (``data.pack``: the prompt is computed
-       once, not twice), then the DPO Objective built on ``dpo_loss``, backward, clip, step.
+       once, not twice; the last token of each answer, which predicts nothing, not fed; the LM
+       head only on the columns that predict answer tokens), then the DPO Objective built on
+       ``dpo_loss``, backward, clip, step. Each of these computes exactly the same loss.
 
 Optimizer, schedule and data order are what TRL (the Hugging Face ``Trainer``) builds from the
 same settings: SGD or AdamW (β = 0.9/0.999, ε = 1e-8) without weight decay, the learning rate
@@ -19,6 +21,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -68,7 +71,7 @@ class NativeTrainer(DPOTrainerBase):
             for first in range(0, len(pairs), s.per_device_train_batch_size):
                 index = permutation[first : first + s.per_device_train_batch_size]
                 batch = pack([pairs[i] for i in index], pad, s.max_length)
-                batch = {k: v.to(self.device) for k, v in batch.items()}
+                batch = to_device(batch, self.device)
                 batch["ref_chosen_logps"] = ref_chosen[index]
                 batch["ref_rejected_logps"] = ref_rejected[index]
 
@@ -111,20 +114,31 @@ class NativeTrainer(DPOTrainerBase):
 
     @torch.no_grad()
     def reference_log_probs(self, pairs: list[EncodedPair]) -> tuple[torch.Tensor, torch.Tensor]:
-        """log π_ref of every chosen and rejected answer, with the model before any update."""
+        """log π_ref of every chosen and rejected answer, with the model before any update.
+
+        The pairs go through in order of length (and back), so a batch pads to about its own
+        length instead of the longest pair's: the order does not change the numbers."""
         self.model.eval()
-        chosen, rejected = [], []
+        order = sorted(range(len(pairs)), key=lambda i: _packed_length(pairs[i]))
+        chosen, rejected = torch.empty(len(pairs)), torch.empty(len(pairs))
+        chosen, rejected = chosen.to(self.device), rejected.to(self.device)
         for first in range(0, len(pairs), REFERENCE_BATCH):
+            index = order[first : first + REFERENCE_BATCH]
             batch = pack(
-                pairs[first : first + REFERENCE_BATCH],
-                self.tokenizer.pad_token_id,
-                self.settings.max_length,
+                [pairs[i] for i in index], self.tokenizer.pad_token_id, self.settings.max_length
             )
-            logps = self.policy.packed_log_probs({k: v.to(self.device) for k, v in batch.items()})
-            c, r = logps.chunk(2, dim=0)
-            chosen.append(c)
-            rejected.append(r)
-        return torch.cat(chosen), torch.cat(rejected)
+            logps = self.policy.packed_log_probs(to_device(batch, self.device))
+            chosen[index], rejected[index] = logps.chunk(2, dim=0)
+        return chosen, rejected
+
+
+def _packed_length(pair: EncodedPair) -> int:
+    return len(pair.prompt_ids) + len(pair.chosen_ids) + len(pair.rejected_ids)
+
+
+def to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+    """The batch's tensors on ``device`` (its plain numbers as they are)."""
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
 def make_optimizer(name: str, params: list[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:

@@ -35,19 +35,23 @@ class LanguageModelPolicy(Policy):
         ).logits
         return self.sequence_log_probs(logits, input_ids, completion_mask)
 
-    def packed_log_probs(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """log π(y|x) of a batch from ``data.pack``: one forward pass over the packed row, the
-        logits laid out as ``[2B, L, V]`` again, then ``sequence_log_probs``. → [2B]."""
+    def packed_log_probs(self, batch: dict[str, Any]) -> torch.Tensor:
+        """log π(y|x) of a batch from ``data.pack``: one forward pass over the packed rows, the
+        LM head on the columns that predict answer tokens only (``logits_to_keep``), those
+        logits laid out as ``[2B, L', V]`` again, then ``sequence_log_probs``. → [2B]."""
+        kept = batch["logits_to_keep"]
         logits = self.model(
             input_ids=batch["packed_ids"],
             attention_mask=batch["packed_mask"],
             position_ids=batch["packed_positions"],
+            logits_to_keep=kept,
             use_cache=False,
         ).logits
+        first = batch["packed_ids"].shape[1] - kept
         return self.sequence_log_probs(
             logits.flatten(0, 1)[batch["gather_index"]],
-            batch["input_ids"],
-            batch["completion_mask"],
+            batch["input_ids"][:, first:],
+            batch["completion_mask"][:, first:],
         )
 
     def log_prob(self, states: Sequence[str], actions: Sequence[str]) -> torch.Tensor:
