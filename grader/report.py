@@ -17,34 +17,6 @@ class CheckResult:
     function: str = ""
     visibility: str = "public"
 
-    def rows(self) -> list[tuple[bool | None, str, str, str]]:
-        """(passed, check, points, feedback) per line to show; a function that is still a stub
-        gets one line instead of one per check (``passed`` is None for it)."""
-        rows: list[tuple[bool | None, str, str, str]] = []
-        stubbed: dict[str, list[CheckResult]] = {}
-        for c in self.checks:
-            if not c.passed and c.function and "not implemented yet" in c.message:
-                stubbed.setdefault(c.function, []).append(c)
-        shown: set[str] = set()
-        for c in self.checks:
-            if c.function in stubbed:
-                if c.function not in shown:
-                    shown.add(c.function)
-                    group = stubbed[c.function]
-                    total = sum(g.max_points for g in group)
-                    rows.append(
-                        (
-                            None,
-                            f"{c.function}.*",
-                            f"0/{total}",
-                            f"{c.function}() is not implemented yet ({len(group)} checks waiting)",
-                        )
-                    )
-                continue
-            message = "" if self.problem and c.message == self.problem else c.message
-            rows.append((c.passed, c.name, f"{c.points}/{c.max_points}", message))
-        return rows
-
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,

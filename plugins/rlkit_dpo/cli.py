@@ -18,17 +18,7 @@ import click
 
 from rlkit.errors import UsageError
 from rlkit_dpo import TASK, TRAINERS
-
-#: the first two share the headline panel: the loss falling while the reward margin rises
-PLOT_METRICS = [
-    "loss",
-    "rewards/margins",
-    "rewards/accuracies",
-    "rewards/chosen",
-    "rewards/rejected",
-    "logps/chosen",
-    "logps/rejected",
-]
+from rlkit_dpo.config import METRICS
 
 
 @click.command(name="dpo")
@@ -201,7 +191,7 @@ def dpo_command(
         trainer.train()
         return
     run = Run.create(
-        out, TASK, backend, settings.to_dict(), plot_metrics=PLOT_METRICS, x_metric="step"
+        out, TASK, backend, settings.to_dict(), plot_metrics=list(METRICS), x_metric="step"
     )
     click.echo(f"Run directory: {run.path}")
     evaluate = eval_prompts != 0

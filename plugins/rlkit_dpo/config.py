@@ -12,6 +12,17 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+#: Logged by both backends, in this order; the first two are the headline of curves.png.
+METRICS = (
+    "loss",
+    "rewards/margins",
+    "rewards/accuracies",
+    "rewards/chosen",
+    "rewards/rejected",
+    "logps/chosen",
+    "logps/rejected",
+)
+
 
 @dataclass
 class DPOSettings:

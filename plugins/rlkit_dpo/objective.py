@@ -16,20 +16,10 @@ from typing import Any
 import torch
 
 from rlkit.interfaces import Objective
+from rlkit_dpo.config import METRICS
 from rlkit_dpo.policy import LanguageModelPolicy
 
 DPOLoss = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
-
-#: Logged by both backends, in this order; the first two are the headline of curves.png.
-METRICS = (
-    "loss",
-    "rewards/margins",
-    "rewards/accuracies",
-    "rewards/chosen",
-    "rewards/rejected",
-    "logps/chosen",
-    "logps/rejected",
-)
 
 
 class DPOObjective(Objective):
