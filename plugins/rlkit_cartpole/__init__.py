@@ -16,6 +16,10 @@ TRAINERS = {
     "sb3": ("rlkit_cartpole.sb3:SB3Trainer", ("ppo", "a2c")),
     "native": ("rlkit_cartpole.native:NativeTrainer", ("ppo", "reinforce")),
 }
+DESCRIPTIONS = {
+    "sb3": "Stable-Baselines3 with the course's settings",
+    "native": "rlkit's own loop on the exercise functions (--impl student)",
+}
 
 
 @hookimpl
@@ -31,24 +35,8 @@ def register_envs(register):
 
 @hookimpl
 def register_trainers(register):
-    register(
-        TrainerSpec(
-            TASK,
-            "sb3",
-            TRAINERS["sb3"][0],
-            "Stable-Baselines3 with the course's settings",
-            TRAINERS["sb3"][1],
-        )
-    )
-    register(
-        TrainerSpec(
-            TASK,
-            "native",
-            TRAINERS["native"][0],
-            "rlkit's own loop on the exercise functions (--impl student)",
-            TRAINERS["native"][1],
-        )
-    )
+    for backend, (factory, algorithms) in TRAINERS.items():
+        register(TrainerSpec(TASK, backend, factory, DESCRIPTIONS[backend], algorithms))
 
 
 @hookimpl
