@@ -18,7 +18,10 @@ import click
 
 from rlkit.errors import UsageError
 from rlkit_dpo import TASK, TRAINERS
-from rlkit_dpo.config import METRICS
+from rlkit_dpo.config import METRICS, DPOSettings
+
+#: the CLI shows and uses the settings' own defaults (one source of truth)
+DEFAULTS = DPOSettings()
 
 
 @click.command(name="dpo")
@@ -66,7 +69,7 @@ from rlkit_dpo.config import METRICS
 @click.option(
     "--beta",
     type=float,
-    default=0.1,
+    default=DEFAULTS.beta,
     show_default=True,
     help="How far the policy may move from the reference (larger: less).",
 )
@@ -75,14 +78,14 @@ from rlkit_dpo.config import METRICS
     "--learning-rate",
     "learning_rate",
     type=float,
-    default=0.03,
+    default=DEFAULTS.learning_rate,
     show_default=True,
     help="Learning rate (linear decay to 0).",
 )
 @click.option(
     "--optim",
     type=click.Choice(["sgd", "adamw"]),
-    default="sgd",
+    default=DEFAULTS.optim,
     show_default=True,
     help="Optimizer. AdamW is TRL's default (use it with --lr 1e-5 for a real "
     "model); plain SGD is what works on the built-in model, see the README.",
@@ -90,14 +93,14 @@ from rlkit_dpo.config import METRICS
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),
-    default=8,
+    default=DEFAULTS.per_device_train_batch_size,
     show_default=True,
     help="Preference pairs per step (per device).",
 )
 @click.option(
     "--epochs",
     type=click.IntRange(min=1),
-    default=3,
+    default=DEFAULTS.num_train_epochs,
     show_default=True,
     help="Passes over the training pairs.",
 )
@@ -121,7 +124,11 @@ from rlkit_dpo.config import METRICS
     help="Held-out prompts to sample before and after (0: skip). [default: all]",
 )
 @click.option(
-    "--seed", type=int, default=0, show_default=True, help="Random seed (same seed, same run)."
+    "--seed",
+    type=int,
+    default=DEFAULTS.seed,
+    show_default=True,
+    help="Random seed (same seed, same run).",
 )
 @click.option(
     "--out",
