@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import rlkit_cmd
 from rlkit_dpo import task
-from rlkit_dpo.data import DEFAULT_HELDOUT, DEFAULT_TRAIN, load_jsonl
+from rlkit_dpo.data import DEFAULT_HELDOUT, DEFAULT_TRAIN, load_jsonl, split_heldout
 from rlkit_dpo.model import SHIPPED_MODEL_DIR, build_model, load_model, resolve_model
 
 from rlkit.errors import RlkitError, UsageError
@@ -98,6 +98,38 @@ def test_cli_rejects_bad_data_before_creating_a_run(tmp_path: Path) -> None:
     assert f"{data}:2: missing columns chosen, rejected" in result.stderr
     assert "Traceback" not in result.stderr
     assert not out.exists()
+
+
+def test_split_holds_out_whole_prompts_reproducibly() -> None:
+    rows = load_jsonl(DEFAULT_TRAIN)[:60]
+    rows += [dict(r, chosen=r["chosen"] + " Twice.") for r in rows[:20]]  # repeated prompts
+    train, heldout = split_heldout(rows, 0.25, seed=3)
+    assert len(train) + len(heldout) == len(rows)
+    assert 0.25 * len(rows) <= len(heldout) < 0.25 * len(rows) + 2  # a prompt has <= 2 rows
+    assert not {r["prompt"] for r in train} & {r["prompt"] for r in heldout}
+    assert split_heldout(rows, 0.25, seed=3) == (train, heldout)
+    assert split_heldout(rows, 0.25, seed=4)[1] != heldout
+    assert split_heldout(rows, 0.0, seed=3) == (rows, [])
+    assert split_heldout(rows[:1], 0.5, seed=3) == (rows[:1], [])  # one prompt: nothing held out
+    assert split_heldout(rows[:2], 0.9, seed=3)[0]  # a prompt always stays for training
+
+
+def test_own_data_is_split_for_the_evaluation(tmp_path: Path) -> None:
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in load_jsonl(DEFAULT_TRAIN)[:40]))
+    out = tmp_path / "run"
+    args = ("train", "dpo", "--backend", "native", "--data", str(data), "--out", str(out))
+    result = rlkit_cmd(*args, "--max-steps", "2", "--eval-split", "0.2", env=QUIET)
+    assert result.returncode == 0, result.stderr
+    assert f"Holding out 8 of 40 pairs of {data}" in result.stdout
+    assert "Held-out reward accuracy:" in result.stdout
+    assert "Held-out preferred rate" not in result.stdout  # own data: no rule to judge it
+    assert "8 held-out prompts" in result.stdout
+    again = rlkit_cmd("eval", str(out), env=QUIET)  # the same 8 pairs again
+    assert again.returncode == 0, again.stderr
+    assert "8 held-out prompts" in again.stdout
+    bad = rlkit_cmd(*args[:-1], str(tmp_path / "bad"), "--eval-split", "1", env=QUIET)
+    assert bad.returncode == 2 and "--eval-split" in bad.stderr
 
 
 # -- models --------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from rlkit.interfaces import Evaluation, Trainer
 from rlkit.runs import Run
 from rlkit_dpo import evaluate as ev
 from rlkit_dpo.config import DPOSettings
-from rlkit_dpo.data import DEFAULT_HELDOUT, DEFAULT_TRAIN, load_jsonl
+from rlkit_dpo.data import DEFAULT_HELDOUT, DEFAULT_TRAIN, load_jsonl, split_heldout
 from rlkit_dpo.model import load_model, resolve_model
 from rlkit_dpo.policy import LanguageModelPolicy
 
@@ -51,8 +51,7 @@ class DPOTrainerBase(Trainer):
             _probe(self.functions)
         #: evaluation is a measurement, so it always scores with the reference functions
         self.reference_functions = load_exercise_functions("dpo", "solution")
-        self.train_rows = load_jsonl(s.data or DEFAULT_TRAIN, "--data") if weights is None else []
-        self.heldout_rows = self._heldout_rows()
+        self.train_rows, self.heldout_rows = self._rows(training=weights is None)
         self.model, self.tokenizer = load_model(str(weights) if weights is not None else s.model)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.model.to(self.device)
@@ -63,13 +62,18 @@ class DPOTrainerBase(Trainer):
         self._reference_heldout: tuple[torch.Tensor, torch.Tensor] | None = None
         self._after: ev.Samples | None = None
 
-    def _heldout_rows(self) -> list[dict[str, str]]:
+    def _rows(self, training: bool) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+        """``(train, heldout)`` rows. Reopening a run for evaluation (``training=False``)
+        reproduces the same held-out rows; a split of ``--data`` is seeded, so it repeats."""
         s = self.settings
-        if s.eval_data:
-            return load_jsonl(s.eval_data, "--eval-data")
+        heldout = load_jsonl(s.eval_data, "--eval-data") if s.eval_data else []
         if s.data is None:
-            return load_jsonl(DEFAULT_HELDOUT, "--eval-data")
-        return []
+            train = load_jsonl(DEFAULT_TRAIN, "--data") if training else []
+            return train, heldout or load_jsonl(DEFAULT_HELDOUT, "--eval-data")
+        train = load_jsonl(s.data, "--data")
+        if s.eval_data:
+            return train, heldout
+        return split_heldout(train, s.eval_split, s.seed)
 
     # -- evaluation ------------------------------------------------------------------------
     def eval_rows(self, episodes: int | None = None) -> list[dict[str, str]]:
@@ -93,7 +97,9 @@ class DPOTrainerBase(Trainer):
         (``rlkit eval``'s default, 10, means all of them); ``video`` does not apply to text."""
         rows = self.eval_rows(episodes)
         if not rows:
-            return Evaluation({}, ["No held-out data to evaluate on: pass --eval-data FILE.jsonl."])
+            return Evaluation(
+                {}, ["No held-out data to evaluate on: pass --eval-data FILE.jsonl or --eval-split."]
+            )
         if self._before is None or len(self._before.prompts) != len(rows):
             reference, _ = load_model(self.settings.model)
             reference.to(self.device)
@@ -190,6 +196,8 @@ def _validate(s: DPOSettings) -> None:
     ):
         if getattr(s, name) < 1:
             raise UsageError(f"{FLAGS[name]} must be at least 1, not {getattr(s, name)}")
+    if not 0 <= s.eval_split < 1:
+        raise UsageError(f"--eval-split must be at least 0 and below 1, not {s.eval_split}")
     if s.max_steps is not None and s.max_steps < 1:
         raise UsageError(f"--max-steps must be at least 1, not {s.max_steps}")
     resolve_model(s.model)  # a missing folder fails here, before anything heavy

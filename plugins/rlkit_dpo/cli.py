@@ -64,7 +64,15 @@ DEFAULTS = DPOSettings()
     type=click.Path(path_type=Path),
     default=None,
     help="Held-out pairs for the before/after evaluation. [default: the built-in "
-    "held-out split; none with --data]",
+    "held-out split; with --data, --eval-split of its prompts]",
+)
+@click.option(
+    "--eval-split",
+    type=click.FloatRange(min=0, max=1, max_open=True),
+    default=DEFAULTS.eval_split,
+    show_default=True,
+    help="With --data and no --eval-data: the fraction of its prompts held out of "
+    "training for the evaluation (0: train on all, evaluate nothing).",
 )
 @click.option(
     "--beta",
@@ -143,6 +151,7 @@ def dpo_command(
     model: str | None,
     data: Path | None,
     eval_data: Path | None,
+    eval_split: float,
     beta: float,
     learning_rate: float,
     optim: str,
@@ -181,6 +190,7 @@ def dpo_command(
         model=model,
         data=_absolute(data),
         eval_data=_absolute(eval_data),
+        eval_split=eval_split,
         beta=beta,
         optim=optim,
         learning_rate=learning_rate,
@@ -201,6 +211,12 @@ def dpo_command(
         out, TASK, backend, settings.to_dict(), plot_metrics=list(METRICS), x_metric="step"
     )
     click.echo(f"Run directory: {run.path}")
+    if data is not None and eval_data is None and trainer.heldout_rows:
+        click.echo(
+            f"Holding out {len(trainer.heldout_rows)} of "
+            f"{len(trainer.heldout_rows) + len(trainer.train_rows)} pairs of {data} for the "
+            "evaluation (--eval-split; --eval-data FILE to choose them)."
+        )
     evaluate = eval_prompts != 0
     if evaluate:
         click.echo("Sampling held-out answers before DPO...")

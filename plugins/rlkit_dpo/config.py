@@ -30,8 +30,11 @@ class DPOSettings:
     model: str | None = None
     #: training pairs (JSONL); None = the built-in polite-vs-rude task
     data: str | None = None
-    #: held-out pairs for evaluation; None = the built-in held-out split (or none with --data)
+    #: held-out pairs for evaluation; None = the built-in held-out split, or with ``data``
+    #: the ``eval_split`` fraction of its prompts
     eval_data: str | None = None
+    #: with ``data`` and no ``eval_data``: the fraction of its prompts held out (0: none)
+    eval_split: float = 0.1
     beta: float = 0.1
     #: "sgd" (plain SGD, the default for the built-in model) or "adamw" (TRL's default)
     optim: str = "sgd"

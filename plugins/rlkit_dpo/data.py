@@ -68,6 +68,31 @@ def load_jsonl(path: Path | str, flag: str = "--data") -> list[dict[str, str]]:
     return rows
 
 
+def split_heldout(
+    rows: list[dict[str, str]], fraction: float, seed: int
+) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """``(train, heldout)``: about ``fraction`` of the rows held out for evaluation, chosen by
+    *prompt* (seeded), so that no held-out prompt was seen in training. Fewer than two distinct
+    prompts cannot be split: everything trains and nothing is held out."""
+    import random
+
+    prompts = list(dict.fromkeys(r["prompt"] for r in rows))
+    if fraction <= 0 or len(prompts) < 2:
+        return rows, []
+    random.Random(seed).shuffle(prompts)
+    per_prompt: dict[str, int] = {}
+    for r in rows:
+        per_prompt[r["prompt"]] = per_prompt.get(r["prompt"], 0) + 1
+    held: set[str] = set()
+    count = 0
+    for prompt in prompts[:-1]:  # at least one prompt stays for training
+        if count >= fraction * len(rows):
+            break
+        held.add(prompt)
+        count += per_prompt[prompt]
+    return [r for r in rows if r["prompt"] not in held], [r for r in rows if r["prompt"] in held]
+
+
 @dataclass
 class EncodedPair:
     prompt_ids: list[int]
