@@ -98,7 +98,8 @@ class DPOTrainerBase(Trainer):
         rows = self.eval_rows(episodes)
         if not rows:
             return Evaluation(
-                {}, ["No held-out data to evaluate on: pass --eval-data FILE.jsonl or --eval-split."]
+                {},
+                ["No held-out data to evaluate on: pass --eval-data FILE.jsonl or --eval-split."],
             )
         if self._before is None or len(self._before.prompts) != len(rows):
             reference, _ = load_model(self.settings.model)
