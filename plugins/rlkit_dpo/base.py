@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -53,7 +54,7 @@ class DPOTrainerBase(Trainer):
         self.reference_functions = load_exercise_functions("dpo", "solution")
         self.train_rows, self.heldout_rows = self._rows(training=weights is None)
         self.model, self.tokenizer = load_model(str(weights) if weights is not None else s.model)
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = _device()
         self.model.to(self.device)
         self.policy = LanguageModelPolicy(
             self.model, self.tokenizer, self.functions.sequence_log_probs
@@ -202,6 +203,14 @@ def _validate(s: DPOSettings) -> None:
     if s.max_steps is not None and s.max_steps < 1:
         raise UsageError(f"--max-steps must be at least 1, not {s.max_steps}")
     resolve_model(s.model)  # a missing folder fails here, before anything heavy
+
+
+def _device() -> torch.device:
+    """The GPU of this process (``LOCAL_RANK`` under ``accelerate launch``/``torchrun``: one
+    per process, so they don't all start on GPU 0), else the CPU."""
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
 
 
 def _require(*modules: str) -> None:

@@ -7,7 +7,11 @@
 the student's ``sequence_log_probs`` and ``dpo_loss`` *inside* TRL: TRL 1.x has no public loss
 hook, so ``StudentDPOTrainer`` overrides ``compute_loss`` (and is tested against TRL's own loss
 on the same batch). Everything else (data collation, optimizer, schedule, logging,
-``accelerate launch`` for several GPUs) stays TRL's.
+``accelerate launch`` / ``torchrun`` for several processes) stays TRL's.
+
+Under a launcher every process calls ``train``: TRL wraps the model in DDP, each process
+trains on its own share of every step's pairs (``per_device_train_batch_size`` each), and the
+CLI gives rlkit's callbacks (the run directory) to rank 0 only.
 
 TRL is imported only inside ``train``: it takes seconds to import, and ``rlkit eval`` on a TRL
 run needs only the saved model.
@@ -69,6 +73,8 @@ class TRLTrainer(DPOTrainerBase):
             "train_pairs": float(pairs),
             "train_pairs_per_second": pairs / seconds,
             "steps": float(steps),
+            "world_size": float(world),  # processes that trained together (1 without a launcher)
+            "effective_batch_size": float(s.per_device_train_batch_size * world),
         }
 
 
@@ -98,6 +104,9 @@ def trl_config(s: DPOSettings, output_dir: str) -> Any:
         disable_tqdm=True,
         dataloader_pin_memory=torch.cuda.is_available(),
         use_cpu=not torch.cuda.is_available(),  # lets several CPU processes train together
+        # every parameter of a causal LM takes part in the loss: spares DDP a search of the
+        # autograd graph every step (and its warning)
+        ddp_find_unused_parameters=False,
     )
 
 
@@ -207,7 +216,9 @@ def student_trainer_class() -> Any:
 
 def _bridge(owner: DPOTrainerBase, callbacks: Sequence[Callback]) -> Any:
     """A ``transformers.TrainerCallback`` that hands TRL's logs to rlkit's callbacks (the run
-    directory) and shows a progress bar; a callback returning False stops TRL."""
+    directory) and shows a progress bar; a callback returning False stops TRL, in every
+    process of a multi-process run (one process stopping alone would leave the others
+    waiting for it forever)."""
     from tqdm.auto import tqdm
     from transformers import TrainerCallback
 
@@ -238,7 +249,10 @@ def _bridge(owner: DPOTrainerBase, callbacks: Sequence[Callback]) -> Any:
                 self.bar.set_postfix(
                     loss=f"{metrics['loss']:.3f}", margin=f"{metrics['rewards/margins']:.2f}"
                 )
-            if not notify_metrics(callbacks, owner, state.global_step, metrics):
+            stop = not notify_metrics(callbacks, owner, state.global_step, metrics)
+            if args.world_size > 1:  # TRL logs at the same step in every process
+                stop = _any_process(stop, args.device)
+            if stop:
                 control.should_training_stop = True
 
         def on_train_end(self, args, state, control, **kwargs):
@@ -247,3 +261,13 @@ def _bridge(owner: DPOTrainerBase, callbacks: Sequence[Callback]) -> Any:
                 callback.on_train_end(owner)
 
     return Bridge()
+
+
+def _any_process(flag: bool, device: Any) -> bool:
+    """True in every process if ``flag`` is True in any of them."""
+    import torch
+    import torch.distributed as dist
+
+    value = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
