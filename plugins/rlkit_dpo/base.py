@@ -6,10 +6,14 @@ reopening a run are the same whatever trained it, so ``rlkit eval RUN`` never im
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import importlib.util
 import json
 import os
-from collections.abc import Mapping
+import signal
+import threading
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -41,8 +45,15 @@ class DPOTrainerBase(Trainer):
     requires: ClassVar[tuple[str, ...]] = ("transformers", "tokenizers")
 
     def __init__(
-        self, settings: DPOSettings | None = None, *, weights: Path | None = None, **overrides: Any
+        self,
+        settings: DPOSettings | None = None,
+        *,
+        weights: Path | None = None,
+        resume: bool = False,
+        **overrides: Any,
     ) -> None:
+        """``weights``: a saved model to use as the policy instead of ``settings.model``: to
+        evaluate it, or with ``resume`` to train on from where it was saved (``resume_step``)."""
         self.settings = s = settings or DPOSettings(**overrides)
         _validate(s)
         _require(*self.requires)
@@ -52,7 +63,14 @@ class DPOTrainerBase(Trainer):
             _probe(self.functions)
         #: evaluation is a measurement, so it always scores with the reference functions
         self.reference_functions = load_exercise_functions("dpo", "solution")
-        self.train_rows, self.heldout_rows = self._rows(training=weights is None)
+        self.train_rows, self.heldout_rows = self._rows(training=weights is None or resume)
+        #: the saved model folder training continues from (``--resume``), and its step
+        self.checkpoint = Path(weights) if resume and weights is not None else None
+        self.resume_step = self.saved_step(self.checkpoint) if self.checkpoint else 0
+        #: optimizer steps taken so far (``train`` keeps it up to date)
+        self.steps_done = self.resume_step
+        #: set when Ctrl-C stopped training after a step (see ``stop_on_ctrl_c``)
+        self.interrupted = False
         self.model, self.tokenizer = load_model(str(weights) if weights is not None else s.model)
         self.device = _device()
         self.model.to(self.device)
@@ -144,7 +162,53 @@ class DPOTrainerBase(Trainer):
         path.write_text(json.dumps(data, indent=2) + "\n")
         return path
 
+    # -- training helpers ------------------------------------------------------------------
+    def reference_model(self) -> Any:
+        """A frozen copy of the model *before* DPO, the reference π_ref. When training resumes
+        the policy has moved, so the reference is loaded again from ``settings.model``."""
+        if self.checkpoint is None:
+            return copy.deepcopy(self.model)
+        reference, _ = load_model(self.settings.model)
+        return reference.to(self.device)
+
+    def total_steps(self) -> int:
+        """The optimizer steps a whole run takes with these settings (one process)."""
+        s = self.settings
+        if s.max_steps is not None:
+            return s.max_steps
+        per_epoch = -(-len(self.train_rows) // s.per_device_train_batch_size)
+        return per_epoch * s.num_train_epochs
+
+    @contextlib.contextmanager
+    def stop_on_ctrl_c(self) -> Iterator[None]:
+        """Meanwhile, Ctrl-C lets the current step finish and then stops training
+        (``self.interrupted``), so the model, optimizer and step count a save writes agree
+        and ``--resume`` continues exactly. A second Ctrl-C stops at once. Only in a single
+        process's main thread: a launcher's processes keep the default behaviour."""
+        self.interrupted = False
+        single = int(os.environ.get("WORLD_SIZE", "1")) == 1
+        if not single or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum: int, frame: Any) -> None:
+            if self.interrupted:
+                raise KeyboardInterrupt
+            self.interrupted = True
+
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
     # -- save / load -----------------------------------------------------------------------
+    @classmethod
+    def saved_step(cls, folder: Path) -> int:
+        """The optimizer steps behind a model ``save`` wrote (what ``--resume`` continues
+        from); each backend records them with its own training state."""
+        raise NotImplementedError
+
     def save(self, path: Path) -> None:
         """The trained model and its tokenizer, in ``save_pretrained`` format (loadable by any
         Hugging Face tool, and by ``--model PATH`` for another round)."""
@@ -164,6 +228,26 @@ class DPOTrainerBase(Trainer):
                 "was the training interrupted?"
             )
         return cls(DPOSettings.from_dict(run.settings), weights=weights)
+
+    @classmethod
+    def resume(cls, run: Run, settings: DPOSettings) -> DPOTrainerBase:
+        """A trainer that continues ``run`` (with ``settings``: the run's own, perhaps with
+        more steps) from its saved model and training state."""
+        weights = run.model_dir
+        if not (weights / "config.json").is_file() or not cls.has_training_state(weights):
+            raise UsageError(
+                f"{run.path} has no saved training state to resume from ({weights}); it was "
+                "stopped before its first step or made by an older rlkit: start a new run"
+            )
+        return cls(settings, weights=weights, resume=True)
+
+    @classmethod
+    def has_training_state(cls, folder: Path) -> bool:
+        try:
+            cls.saved_step(folder)
+        except (OSError, ValueError, KeyError, RuntimeError):
+            return False
+        return True
 
 
 #: the command-line flag of each setting, for error messages

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,14 @@ DEFAULTS = DPOSettings()
     default=None,
     help="Run directory to create. [default: runs/dpo-BACKEND-TIME]",
 )
+@click.option(
+    "--resume",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="RUN",
+    help="Continue a run stopped with Ctrl-C (or a finished one, with more --max-steps or "
+    "--epochs) from its saved model and optimizer, with its own settings.",
+)
 def dpo_command(
     backend: str,
     impl: str | None,
@@ -162,6 +171,7 @@ def dpo_command(
     eval_prompts: int | None,
     seed: int,
     out: Path | None,
+    resume: Path | None,
 ) -> None:
     """Align a small language model with DPO, then print held-out answers before and after
     and `Held-out preferred rate: 0.50 -> 1.00`.
@@ -171,57 +181,52 @@ def dpo_command(
       rlkit train dpo --backend native             rlkit's own loop, same settings
       rlkit train dpo --impl student --path my-work     your dpo_loss inside TRL
       rlkit train dpo --model ./my-model --data pairs.jsonl
+      rlkit train dpo --resume runs/dpo-trl-...     continue a run stopped with Ctrl-C
     """
     from rlkit.registry import resolve
-    from rlkit.runs import Run
-    from rlkit_dpo.config import DPOSettings
 
-    if path is not None and impl is None:
-        impl = "student"
-    if path is not None and impl == "solution":
-        raise UsageError("--path names a student workspace; use it with --impl student")
     main_process = os.environ.get("RANK", "0") == "0"  # set by accelerate launch / torchrun
-    if backend == "native" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise UsageError(
-            "the native backend trains on one device; use --backend trl under "
-            "`accelerate launch` (see the DPO plugin's README)"
+    if resume is not None:
+        _only_resume_flags()
+        trainer, run = _resume(resolve, resume, epochs, max_steps, eval_prompts, main_process)
+        backend = run.backend
+    else:
+        trainer, run = _start(
+            resolve,
+            main_process,
+            backend=backend,
+            model=model,
+            data=_absolute(data),
+            eval_data=_absolute(eval_data),
+            eval_split=eval_split,
+            beta=beta,
+            optim=optim,
+            learning_rate=learning_rate,
+            per_device_train_batch_size=batch_size,
+            num_train_epochs=epochs,
+            max_steps=max_steps,
+            seed=seed,
+            impl=impl if path is None or impl is not None else "student",
+            path=path,
+            judge=judge or ("polite" if data is None else "none"),
+            eval_prompts=eval_prompts,
+            out=out,
         )
-    settings = DPOSettings(
-        model=model,
-        data=_absolute(data),
-        eval_data=_absolute(eval_data),
-        eval_split=eval_split,
-        beta=beta,
-        optim=optim,
-        learning_rate=learning_rate,
-        per_device_train_batch_size=batch_size,
-        num_train_epochs=epochs,
-        max_steps=max_steps,
-        seed=seed,
-        impl=impl or "solution",
-        path=_absolute(path),
-        judge=judge or ("polite" if data is None else "none"),
-        eval_prompts=eval_prompts,
-    )
-    trainer = _load(resolve, TRAINERS[backend], settings)  # bad data/model/files fail here
-    if not main_process:  # other ranks of a multi-GPU run only train
+    if run is None:  # other ranks of a multi-GPU run only train
         trainer.train()
         return
-    run = Run.create(
-        out, TASK, backend, settings.to_dict(), plot_metrics=list(METRICS), x_metric="step"
-    )
-    click.echo(f"Run directory: {run.path}")
-    if data is not None and eval_data is None and trainer.heldout_rows:
-        click.echo(
-            f"Holding out {len(trainer.heldout_rows)} of "
-            f"{len(trainer.heldout_rows) + len(trainer.train_rows)} pairs of {data} for the "
-            "evaluation (--eval-split; --eval-data FILE to choose them)."
-        )
-    evaluate = eval_prompts != 0
-    if evaluate:
+    evaluate = trainer.settings.eval_prompts != 0
+    if evaluate and trainer.checkpoint is None:
         click.echo("Sampling held-out answers before DPO...")
         trainer.snapshot_reference()
     summary = _train(trainer, run)
+    if trainer.interrupted:
+        click.echo(
+            f"Interrupted after step {trainer.steps_done}; the model and optimizer are saved. "
+            f"Continue with: rlkit train dpo --resume {run.path}",
+            err=True,
+        )
+        sys.exit(130)
     if evaluate:
         result = trainer.evaluate()
         trainer.write_evaluation(result, run.path, summary)
@@ -235,6 +240,100 @@ def dpo_command(
         f"Run saved in {run.path} (plot: {run.path / 'curves.png'}; model: "
         f"{run.model_dir}; `rlkit eval {run.path}` to evaluate it again)"
     )
+
+
+def _start(resolve: Any, main_process: bool, out: Path | None, **options: Any) -> tuple[Any, Any]:
+    """A new trainer, and (in the main process) its new run directory."""
+    from rlkit.runs import Run
+
+    backend, path = options.pop("backend"), options.pop("path")
+    if path is not None and options["impl"] == "solution":  # checked before it defaults
+        raise UsageError("--path names a student workspace; use it with --impl student")
+    if backend == "native" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UsageError(
+            "the native backend trains on one device; use --backend trl under "
+            "`accelerate launch` (see the DPO plugin's README)"
+        )
+    impl = options.pop("impl") or "solution"
+    settings = DPOSettings(**options, impl=impl, path=_absolute(path))
+    trainer = _load(resolve, TRAINERS[backend], settings)  # bad data/model/files fail here
+    if not main_process:
+        return trainer, None
+    run = Run.create(
+        out, TASK, backend, settings.to_dict(), plot_metrics=list(METRICS), x_metric="step"
+    )
+    click.echo(f"Run directory: {run.path}")
+    data = settings.data
+    if data is not None and settings.eval_data is None and trainer.heldout_rows:
+        click.echo(
+            f"Holding out {len(trainer.heldout_rows)} of "
+            f"{len(trainer.heldout_rows) + len(trainer.train_rows)} pairs of {data} for the "
+            "evaluation (--eval-split; --eval-data FILE to choose them)."
+        )
+    return trainer, run
+
+
+#: what --resume may change (everything else is the run's own)
+RESUME_FLAGS = ("resume", "epochs", "max_steps", "eval_prompts")
+
+
+def _only_resume_flags() -> None:
+    from click.core import ParameterSource
+
+    context = click.get_current_context()
+    given = [
+        param.opts[0]
+        for param in context.command.params
+        if param.name not in RESUME_FLAGS
+        and context.get_parameter_source(param.name) is not ParameterSource.DEFAULT
+    ]
+    if given:
+        raise UsageError(
+            f"--resume continues a run with its own settings; drop {', '.join(given)} "
+            "(only --max-steps, --epochs and --eval-prompts may change)"
+        )
+
+
+def _resume(
+    resolve: Any,
+    path: Path,
+    epochs: int,
+    max_steps: int | None,
+    eval_prompts: int | None,
+    main_process: bool,
+) -> tuple[Any, Any]:
+    """The trainer of an existing run, set to continue from its saved step, and the run."""
+    from click.core import ParameterSource
+
+    from rlkit.runs import Run
+
+    run = Run.open(path)
+    if run.task != TASK or run.backend not in TRAINERS:
+        raise UsageError(f"{path} is a {run.task}/{run.backend} run, not a DPO run")
+    settings = DPOSettings.from_dict(run.settings)
+    context = click.get_current_context()
+    if context.get_parameter_source("epochs") is not ParameterSource.DEFAULT:
+        settings.num_train_epochs, settings.max_steps = epochs, None
+    if max_steps is not None:
+        settings.max_steps = max_steps
+    if eval_prompts is not None:
+        settings.eval_prompts = eval_prompts
+    trainer = resolve(TRAINERS[run.backend]).resume(run, settings)
+    total = trainer.total_steps()
+    if trainer.resume_step >= total:
+        raise UsageError(
+            f"{path} has trained all {trainer.resume_step} of its steps; pass --max-steps N "
+            f"with N > {trainer.resume_step} (or more --epochs) to train further"
+        )
+    if not main_process:
+        return trainer, None
+    run.config["settings"] = settings.to_dict()
+    run.config.setdefault("resumed", []).append(
+        {"from": trainer.resume_step, "to": total, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    )
+    run.save_config()
+    click.echo(f"Resuming {run.path} at step {trainer.resume_step} of {total}")
+    return trainer, run
 
 
 def _absolute(path: Path | None) -> str | None:

@@ -19,8 +19,10 @@ generator seeded with ``seed``. So both backends train the same way on the same 
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -29,8 +31,11 @@ from rlkit.interfaces import Callback, notify_metrics
 from rlkit_dpo.base import DPOTrainerBase
 from rlkit_dpo.data import EncodedPair, drop_too_long, encode_pairs, pack
 from rlkit_dpo.objective import DPOObjective
+from rlkit_dpo.policy import LanguageModelPolicy
 
 REFERENCE_BATCH = 64
+#: saved next to the model: the step count and optimizer state ``--resume`` continues from
+TRAINING_STATE = "training_state.pt"
 
 
 class NativeTrainer(DPOTrainerBase):
@@ -39,6 +44,8 @@ class NativeTrainer(DPOTrainerBase):
     backend = "native"
 
     def train(self, callbacks: Sequence[Callback] = ()) -> Mapping[str, float]:
+        """Train to the settings' number of steps (from ``resume_step`` on a resumed run);
+        Ctrl-C stops after the current step (``self.interrupted``)."""
         from tqdm.auto import tqdm
 
         s = self.settings
@@ -55,50 +62,64 @@ class NativeTrainer(DPOTrainerBase):
         total = steps_per_epoch * s.num_train_epochs
         if s.max_steps is not None:
             total = s.max_steps
+        step = self.steps_done = self.resume_step
         params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = make_optimizer(s.optim, params, s.learning_rate)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: max(0.0, 1 - k / total))
+        self.optimizer = optimizer = make_optimizer(s.optim, params, s.learning_rate)
+        if self.checkpoint is not None:
+            optimizer.load_state_dict(_training_state(self.checkpoint)["optimizer"])
+        done = self.resume_step
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda k: max(0.0, 1 - (done + k) / total)
+        )
+        # the data order: one permutation per epoch from a generator seeded with the seed;
+        # a resumed run draws the permutations of the epochs done and skips the steps done
         order = torch.Generator().manual_seed(s.seed)
+        for _ in range(step // steps_per_epoch):
+            torch.randperm(len(pairs), generator=order)
+        skip = (step % steps_per_epoch) * s.per_device_train_batch_size
 
         for callback in callbacks:
             callback.on_train_start(self)
-        bar = tqdm(total=total, desc="DPO (native)", unit="step", dynamic_ncols=True)
+        bar = tqdm(total=total, initial=step, desc="DPO (native)", unit="step", dynamic_ncols=True)
         self.model.train()
-        step, window, logged, pairs_seen = 0, [], {}, 0
+        window, logged, pairs_seen = [], {}, 0
         keep_going = True
-        while keep_going and step < total:
-            permutation = torch.randperm(len(pairs), generator=order)
-            for first in range(0, len(pairs), s.per_device_train_batch_size):
-                index = permutation[first : first + s.per_device_train_batch_size]
-                batch = pack([pairs[i] for i in index], pad, s.max_length)
-                batch = to_device(batch, self.device)
-                batch["ref_chosen_logps"] = ref_chosen[index]
-                batch["ref_rejected_logps"] = ref_rejected[index]
+        with self.stop_on_ctrl_c():
+            while keep_going and step < total:
+                permutation = torch.randperm(len(pairs), generator=order)
+                for first in range(skip, len(pairs), s.per_device_train_batch_size):
+                    index = permutation[first : first + s.per_device_train_batch_size]
+                    batch = pack([pairs[i] for i in index], pad, s.max_length)
+                    batch = to_device(batch, self.device)
+                    batch["ref_chosen_logps"] = ref_chosen[index]
+                    batch["ref_rejected_logps"] = ref_rejected[index]
 
-                learning_rate = schedule.get_last_lr()[0]  # the rate this step uses
-                loss, metrics = objective(self.policy, batch)
-                loss.backward()
-                grad_norm = torch.nn.utils.clip_grad_norm_(params, s.max_grad_norm)
-                optimizer.step()
-                schedule.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                pairs_seen += len(index)
+                    learning_rate = schedule.get_last_lr()[0]  # the rate this step uses
+                    loss, metrics = objective(self.policy, batch)
+                    loss.backward()
+                    grad_norm = torch.nn.utils.clip_grad_norm_(params, s.max_grad_norm)
+                    optimizer.step()
+                    schedule.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    step = self.steps_done = step + 1
+                    pairs_seen += len(index)
 
-                metrics["grad_norm"] = grad_norm.item()
-                metrics["learning_rate"] = learning_rate
-                window.append(metrics)
-                bar.update(1)
-                if step % s.logging_steps == 0 or step == total:
-                    logged = {k: sum(m[k] for m in window) / len(window) for k in window[0]}
-                    logged["epoch"] = step / steps_per_epoch
-                    window = []
-                    bar.set_postfix(
-                        loss=f"{logged['loss']:.3f}", margin=f"{logged['rewards/margins']:.2f}"
-                    )
-                    keep_going = notify_metrics(callbacks, self, step, logged)
-                if not keep_going or step >= total:
-                    break
+                    metrics["grad_norm"] = grad_norm.item()
+                    metrics["learning_rate"] = learning_rate
+                    window.append(metrics)
+                    bar.update(1)
+                    if step % s.logging_steps == 0 or step == total or self.interrupted:
+                        logged = {k: sum(m[k] for m in window) / len(window) for k in window[0]}
+                        logged["epoch"] = step / steps_per_epoch
+                        window = []
+                        bar.set_postfix(
+                            loss=f"{logged['loss']:.3f}", margin=f"{logged['rewards/margins']:.2f}"
+                        )
+                        keep_going = notify_metrics(callbacks, self, step, logged)
+                    keep_going = keep_going and not self.interrupted
+                    if not keep_going or step >= total:
+                        break
+                skip = 0
         bar.close()
         self.model.eval()
         for callback in callbacks:
@@ -112,13 +133,33 @@ class NativeTrainer(DPOTrainerBase):
             "steps": float(step),
         }
 
+    def save(self, path: Path) -> None:
+        """The model (see ``DPOTrainerBase.save``), plus what ``--resume`` needs: the step
+        count and the optimizer's state (``training_state.pt``)."""
+        super().save(path)
+        optimizer = getattr(self, "optimizer", None)
+        if optimizer is not None:
+            state = {"step": self.steps_done, "optimizer": optimizer.state_dict()}
+            partial = Path(path) / (TRAINING_STATE + ".partial")
+            torch.save(state, partial)
+            os.replace(partial, Path(path) / TRAINING_STATE)  # never half a state file
+
+    @classmethod
+    def saved_step(cls, folder: Path) -> int:
+        return int(_training_state(folder)["step"])
+
     @torch.no_grad()
     def reference_log_probs(self, pairs: list[EncodedPair]) -> tuple[torch.Tensor, torch.Tensor]:
         """log π_ref of every chosen and rejected answer, with the model before any update.
 
         The pairs go through in order of length (and back), so a batch pads to about its own
-        length instead of the longest pair's: the order does not change the numbers."""
-        self.model.eval()
+        length instead of the longest pair's: the order does not change the numbers. A
+        resumed run's policy has moved, so it scores them with the reference model reloaded."""
+        policy = self.policy
+        if self.checkpoint is not None:
+            model = self.reference_model()
+            policy = LanguageModelPolicy(model, self.tokenizer, self.functions.sequence_log_probs)
+        policy.model.eval()
         order = sorted(range(len(pairs)), key=lambda i: _packed_length(pairs[i]))
         chosen, rejected = torch.empty(len(pairs)), torch.empty(len(pairs))
         chosen, rejected = chosen.to(self.device), rejected.to(self.device)
@@ -127,9 +168,13 @@ class NativeTrainer(DPOTrainerBase):
             batch = pack(
                 [pairs[i] for i in index], self.tokenizer.pad_token_id, self.settings.max_length
             )
-            logps = self.policy.packed_log_probs(to_device(batch, self.device))
+            logps = policy.packed_log_probs(to_device(batch, self.device))
             chosen[index], rejected[index] = logps.chunk(2, dim=0)
         return chosen, rejected
+
+
+def _training_state(folder: Path) -> dict[str, Any]:
+    return torch.load(Path(folder) / TRAINING_STATE, weights_only=True)
 
 
 def _packed_length(pair: EncodedPair) -> int:

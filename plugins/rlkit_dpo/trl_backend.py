@@ -20,18 +20,25 @@ run needs only the saved model.
 from __future__ import annotations
 
 import contextlib
-import copy
+import json
 import os
+import random
 import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+
+import numpy as np
 
 from rlkit.interfaces import Callback, notify_metrics
 from rlkit_dpo.base import DPOTrainerBase
 from rlkit_dpo.config import DPOSettings
+
+#: a Hugging Face Trainer checkpoint's state file (written last by ``save``)
+TRAINER_STATE = "trainer_state.json"
 
 
 class TRLTrainer(DPOTrainerBase):
@@ -47,7 +54,7 @@ class TRLTrainer(DPOTrainerBase):
 
         s = self.settings
         start = time.perf_counter()
-        reference = copy.deepcopy(self.model)  # the frozen reference: the model before DPO
+        reference = self.reference_model()  # frozen: the model before DPO
         bridge = _bridge(self, callbacks)
         with tempfile.TemporaryDirectory(prefix="rlkit-trl-") as output_dir, _quiet():
             trainer = make_trl_trainer(
@@ -61,12 +68,19 @@ class TRLTrainer(DPOTrainerBase):
                 callbacks=[bridge],
             )
             trainer.remove_callback(PrinterCallback)  # rlkit logs the metrics itself
-            trainer.train()
+            self._hf_trainer = trainer  # its optimizer and state, for save()
+            checkpoint = str(self.checkpoint) if self.checkpoint is not None else None
+            with self.stop_on_ctrl_c():
+                trainer.train(resume_from_checkpoint=checkpoint)
             steps, world = trainer.state.global_step, trainer.args.world_size
+            self.steps_done = steps
         del reference
         self.model.eval()
         seconds = time.perf_counter() - start
-        pairs = pairs_trained(len(self.train_rows), s.per_device_train_batch_size * world, steps)
+        batch = s.per_device_train_batch_size * world
+        pairs = pairs_trained(len(self.train_rows), batch, steps) - pairs_trained(
+            len(self.train_rows), batch, self.resume_step
+        )
         return {
             **bridge.last,
             "train_seconds": seconds,
@@ -76,6 +90,33 @@ class TRLTrainer(DPOTrainerBase):
             "world_size": float(world),  # processes that trained together (1 without a launcher)
             "effective_batch_size": float(s.per_device_train_batch_size * world),
         }
+
+    def save(self, path: Path) -> None:
+        """The model (see ``DPOTrainerBase.save``), plus the training state in the files and
+        format of a Hugging Face ``Trainer`` checkpoint, so that the folder is one:
+        ``--resume`` hands it to ``trainer.train(resume_from_checkpoint=...)``."""
+        import torch
+
+        super().save(path)
+        trainer = getattr(self, "_hf_trainer", None)
+        if trainer is None or trainer.optimizer is None:
+            return
+        path = Path(path)
+        torch.save(trainer.optimizer.state_dict(), path / "optimizer.pt")
+        torch.save(trainer.lr_scheduler.state_dict(), path / "scheduler.pt")
+        rng = {
+            "python": random.getstate(),
+            "numpy": np.random.get_state(),
+            "cpu": torch.random.get_rng_state(),
+        }
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.random.get_rng_state()
+        torch.save(rng, path / "rng_state.pth")
+        trainer.state.save_to_json(str(path / TRAINER_STATE))  # last: it marks a whole state
+
+    @classmethod
+    def saved_step(cls, folder: Path) -> int:
+        return int(json.loads((Path(folder) / TRAINER_STATE).read_text())["global_step"])
 
 
 def trl_config(s: DPOSettings, output_dir: str) -> Any:
@@ -239,6 +280,8 @@ def _bridge(owner: DPOTrainerBase, callbacks: Sequence[Callback]) -> Any:
 
         def on_step_end(self, args, state, control, **kwargs):
             self.bar.update(1)
+            if owner.interrupted:  # Ctrl-C: stop after this step (see stop_on_ctrl_c)
+                control.should_training_stop = True
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if not logs or "train_runtime" in logs:  # TRL's end-of-training summary
