@@ -249,11 +249,7 @@ def _start(resolve: Any, main_process: bool, out: Path | None, **options: Any) -
     backend, path = options.pop("backend"), options.pop("path")
     if path is not None and options["impl"] == "solution":  # checked before it defaults
         raise UsageError("--path names a student workspace; use it with --impl student")
-    if backend == "native" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise UsageError(
-            "the native backend trains on one device; use --backend trl under "
-            "`accelerate launch` (see the DPO plugin's README)"
-        )
+    _one_device_for_native(backend)
     impl = options.pop("impl") or "solution"
     settings = DPOSettings(**options, impl=impl, path=_absolute(path))
     trainer = _load(resolve, TRAINERS[backend], settings)  # bad data/model/files fail here
@@ -271,6 +267,14 @@ def _start(resolve: Any, main_process: bool, out: Path | None, **options: Any) -
             "evaluation (--eval-split; --eval-data FILE to choose them)."
         )
     return trainer, run
+
+
+def _one_device_for_native(backend: str) -> None:
+    if backend == "native" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UsageError(
+            "the native backend trains on one device; use --backend trl under "
+            "`accelerate launch` (see the DPO plugin's README)"
+        )
 
 
 #: what --resume may change (everything else is the run's own)
@@ -310,6 +314,7 @@ def _resume(
     run = Run.open(path)
     if run.task != TASK or run.backend not in TRAINERS:
         raise UsageError(f"{path} is a {run.task}/{run.backend} run, not a DPO run")
+    _one_device_for_native(run.backend)
     settings = DPOSettings.from_dict(run.settings)
     context = click.get_current_context()
     if context.get_parameter_source("epochs") is not ParameterSource.DEFAULT:
