@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import rlkit_cmd
 from rlkit_dpo import task
-from rlkit_dpo.data import DEFAULT_HELDOUT, DEFAULT_TRAIN, load_jsonl, split_heldout
+from rlkit_dpo.data import DEFAULT_HELDOUT, DEFAULT_TRAIN, as_text, load_jsonl, split_heldout
 from rlkit_dpo.model import SHIPPED_MODEL_DIR, build_model, load_model, resolve_model
 
 from rlkit.errors import RlkitError, UsageError
@@ -71,6 +72,18 @@ def _write(path: Path, *lines: str) -> Path:
         ('{"prompt": "x", "chosen": "y"}', "missing column rejected"),
         ('{"prompt": "x", "chosen": "  ", "rejected": "z"}', "chosen is empty"),
         ('{"prompt": 3, "chosen": "y", "rejected": "z"}', "prompt must be a string"),
+        ('{"prompt": [{"role": "user"}], "chosen": "y", "rejected": "z"}', "prompt must be a"),
+        ('{"prompt": [], "chosen": "y", "rejected": "z"}', "or a list of"),
+        (
+            '{"prompt": [{"role": "user", "content": "x"}], "chosen": "y", "rejected": "z"}',
+            "all be text or all be chat messages",
+        ),
+        (
+            '{"prompt": [{"role": "user", "content": "x"}], '
+            '"chosen": [{"role": "assistant", "content": "y"}], '
+            '"rejected": [{"role": "assistant", "content": "z"}]}',
+            "first row is not",
+        ),
     ],
 )
 def test_bad_jsonl_line_is_named(tmp_path: Path, bad_line: str, message: str) -> None:
@@ -98,6 +111,73 @@ def test_cli_rejects_bad_data_before_creating_a_run(tmp_path: Path) -> None:
     assert f"{data}:2: missing columns chosen, rejected" in result.stderr
     assert "Traceback" not in result.stderr
     assert not out.exists()
+
+
+# -- chat messages -------------------------------------------------------------------------
+#: ChatML, as Qwen's instruct models use it
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def _chat_rows(rows: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """The built-in task's rows as chat messages (one of them a two-turn conversation)."""
+    chat = [
+        {
+            "prompt": [{"role": "user", "content": r["prompt"]}],
+            "chosen": [{"role": "assistant", "content": r["chosen"].strip()}],
+            "rejected": [{"role": "assistant", "content": r["rejected"].strip()}],
+        }
+        for r in rows
+    ]
+    chat[0]["prompt"] = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hello?"},
+        {"role": "assistant", "content": "Hi."},
+        *chat[0]["prompt"],
+    ]
+    return chat
+
+
+def test_chat_rows_become_the_text_trl_makes_of_them() -> None:
+    from trl.data_utils import apply_chat_template
+
+    _, tokenizer = load_model(None)
+    tokenizer.chat_template = CHATML
+    rows = _chat_rows(load_jsonl(DEFAULT_TRAIN)[:5])
+    rows.append({**rows[1], "prompt": [*rows[1]["prompt"], {"role": "assistant", "content": "So"}]})
+    texts = as_text(rows, tokenizer, "--data")
+    for row, text in zip(rows, texts, strict=True):
+        trl_text = apply_chat_template(row, tokenizer)
+        assert {c: text[c] for c in ("prompt", "chosen", "rejected")} == trl_text
+        assert text["shown"] == row["prompt"][-1]["content"]
+    assert texts[1]["prompt"].endswith("<|im_start|>assistant\n")
+    assert texts[1]["chosen"].startswith("Sure!")
+    plain = load_jsonl(DEFAULT_TRAIN)[:3]
+    assert as_text(plain, tokenizer, "--data") == plain
+
+
+def test_train_on_chat_messages(tmp_path: Path) -> None:
+    model, tokenizer = load_model(None)
+    tokenizer.chat_template = CHATML
+    chat_model = tmp_path / "chat-model"
+    model.save_pretrained(chat_model)
+    tokenizer.save_pretrained(chat_model)
+    data = tmp_path / "chat.jsonl"
+    data.write_text(
+        "".join(json.dumps(r) + "\n" for r in _chat_rows(load_jsonl(DEFAULT_TRAIN)[:40]))
+    )
+    args = ("train", "dpo", "--backend", "native", "--data", str(data), "--max-steps", "2")
+    no_template = rlkit_cmd(*args, "--out", str(tmp_path / "a"), env=QUIET)
+    assert no_template.returncode == 2
+    assert "holds chat messages, but the model has no chat template" in no_template.stderr
+    assert not (tmp_path / "a").exists()
+    result = rlkit_cmd(*args, "--model", str(chat_model), "--out", str(tmp_path / "b"), env=QUIET)
+    assert result.returncode == 0, result.stderr
+    assert "Holding out 4 of 40 pairs" in result.stdout
+    assert "Held-out reward accuracy:" in result.stdout
+    assert "im_start" not in result.stdout  # the table shows the question, not the template
 
 
 def test_split_holds_out_whole_prompts_reproducibly() -> None:

@@ -25,7 +25,7 @@ from rlkit.interfaces import Evaluation, Trainer
 from rlkit.runs import Run
 from rlkit_dpo import evaluate as ev
 from rlkit_dpo.config import DPOSettings
-from rlkit_dpo.data import DEFAULT_HELDOUT, DEFAULT_TRAIN, load_jsonl, split_heldout
+from rlkit_dpo.data import DEFAULT_HELDOUT, DEFAULT_TRAIN, as_text, load_jsonl, split_heldout
 from rlkit_dpo.model import load_model, resolve_model
 from rlkit_dpo.policy import LanguageModelPolicy
 
@@ -63,7 +63,7 @@ class DPOTrainerBase(Trainer):
             _probe(self.functions)
         #: evaluation is a measurement, so it always scores with the reference functions
         self.reference_functions = load_exercise_functions("dpo", "solution")
-        self.train_rows, self.heldout_rows = self._rows(training=weights is None or resume)
+        train, heldout, split = self._read_rows(training=weights is None or resume)
         #: the saved model folder training continues from (``--resume``), and its step
         self.checkpoint = Path(weights) if resume and weights is not None else None
         self.resume_step = self.saved_step(self.checkpoint) if self.checkpoint else 0
@@ -72,6 +72,11 @@ class DPOTrainerBase(Trainer):
         #: set when Ctrl-C stopped training after a step (see ``stop_on_ctrl_c``)
         self.interrupted = False
         self.model, self.tokenizer = load_model(str(weights) if weights is not None else s.model)
+        train = as_text(train, self.tokenizer, "--data")
+        heldout = as_text(heldout, self.tokenizer, "--eval-data" if s.eval_data else "--data")
+        if split:  # seeded, so reopening the run for evaluation finds the same held-out rows
+            train, heldout = split_heldout(train, s.eval_split, s.seed)
+        self.train_rows, self.heldout_rows = train, heldout
         self.device = _device()
         self.model.to(self.device)
         self.policy = LanguageModelPolicy(
@@ -81,18 +86,16 @@ class DPOTrainerBase(Trainer):
         self._reference_heldout: tuple[torch.Tensor, torch.Tensor] | None = None
         self._after: ev.Samples | None = None
 
-    def _rows(self, training: bool) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
-        """``(train, heldout)`` rows. Reopening a run for evaluation (``training=False``)
-        reproduces the same held-out rows; a split of ``--data`` is seeded, so it repeats."""
+    def _read_rows(self, training: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
+        """``(train, heldout, split)``: the checked rows (read before the model loads, so a bad
+        line fails at once), and whether ``heldout`` is still to be split off ``train``.
+        Evaluating a run (``training=False``) needs the training rows only for that split."""
         s = self.settings
         heldout = load_jsonl(s.eval_data, "--eval-data") if s.eval_data else []
         if s.data is None:
             train = load_jsonl(DEFAULT_TRAIN, "--data") if training else []
-            return train, heldout or load_jsonl(DEFAULT_HELDOUT, "--eval-data")
-        train = load_jsonl(s.data, "--data")
-        if s.eval_data:
-            return train, heldout
-        return split_heldout(train, s.eval_split, s.seed)
+            return train, heldout or load_jsonl(DEFAULT_HELDOUT, "--eval-data"), False
+        return load_jsonl(s.data, "--data"), heldout, not s.eval_data
 
     # -- evaluation ------------------------------------------------------------------------
     def eval_rows(self, episodes: int | None = None) -> list[dict[str, str]]:
@@ -145,9 +148,11 @@ class DPOTrainerBase(Trainer):
 
     def _sample(self, policy: LanguageModelPolicy, rows: list[dict[str, str]]) -> ev.Samples:
         s = self.settings
-        return ev.sample_answers(
+        samples = ev.sample_answers(
             policy, [r["prompt"] for r in rows], s.judge, s.max_new_tokens, seed=s.seed
         )
+        samples.shown = [r.get("shown", "") for r in rows]
+        return samples
 
     def write_evaluation(
         self, result: Evaluation, run_dir: Path, training: Mapping[str, float] | None = None

@@ -54,18 +54,91 @@ def load_jsonl(path: Path | str, flag: str = "--data") -> list[dict[str, str]]:
                     f"{where}: missing column{'s' if len(missing) > 1 else ''} "
                     f"{', '.join(missing)}; every line needs {', '.join(COLUMNS)}"
                 )
-            for column in COLUMNS:
-                value = row[column]
-                if not isinstance(value, str):
-                    raise UsageError(
-                        f"{where}: {column} must be a string, got {type(value).__name__}"
-                    )
-                if not value.strip():
-                    raise UsageError(f"{where}: {column} is empty; give every row some text")
+            kinds = {column: _kind(where, column, row[column]) for column in COLUMNS}
+            kind = kinds["prompt"]
+            if set(kinds.values()) != {kind}:
+                raise UsageError(
+                    f"{where}: prompt, chosen and rejected must all be text or all be chat "
+                    "messages, not a mix"
+                )
+            if rows and _kind(where, "prompt", rows[0]["prompt"]) != kind:
+                raise UsageError(
+                    f"{where}: this row is {kind}, the file's first row is not; use one format "
+                    "for the whole file"
+                )
             rows.append({c: row[c] for c in COLUMNS})
     if not rows:
         raise UsageError(f"{flag} {path}: the file has no rows")
     return rows
+
+
+def _kind(where: str, column: str, value: Any) -> str:
+    """``"text"`` or ``"chat messages"`` (a list of ``{"role", "content"}``), else one line."""
+    if isinstance(value, str):
+        if not value.strip():
+            raise UsageError(f"{where}: {column} is empty; give every row some text")
+        return "text"
+    if (
+        isinstance(value, list)
+        and value
+        and all(
+            isinstance(m, dict)
+            and isinstance(m.get("role"), str)
+            and isinstance(m.get("content"), str)
+            for m in value
+        )
+    ):
+        return "chat messages"
+    raise UsageError(
+        f"{where}: {column} must be a string or a list of "
+        f'{{"role": ..., "content": ...}} messages, got {json.dumps(value)[:60]}'
+    )
+
+
+def as_text(rows: list[dict[str, Any]], tokenizer: Any, flag: str) -> list[dict[str, str]]:
+    """Rows of chat messages as the text the model reads, the way TRL turns a conversational
+    preference dataset into text: the prompt through the tokenizer's chat template with the
+    generation prompt (or continuing a final assistant message), each answer as what the
+    template adds after the prompt. The last prompt message is kept, as ``shown``, for
+    tables. Rows of plain text are returned as they are."""
+    from itertools import takewhile
+
+    if not rows or isinstance(rows[0]["prompt"], str):
+        return rows
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise UsageError(
+            f"{flag} holds chat messages, but the model has no chat template; use a chat "
+            "model (e.g. --model Qwen/Qwen2.5-0.5B-Instruct) or rows of plain text"
+        )
+    texts = []
+    for row in rows:
+        prompt = row["prompt"]
+        last = prompt[-1]["role"]
+        if last not in ("user", "tool", "assistant"):
+            raise UsageError(
+                f"{flag}: a prompt must end with a user, tool or assistant message, not {last!r}"
+            )
+        text = tokenizer.apply_chat_template(
+            prompt,
+            tokenize=False,
+            add_generation_prompt=last != "assistant",
+            continue_final_message=last == "assistant",
+        )
+        full = {
+            c: tokenizer.apply_chat_template(prompt + row[c], tokenize=False)
+            for c in ("chosen", "rejected")
+        }
+        for answer in full.values():  # what both sequences share (a no-op for most templates)
+            text = "".join(a for a, _ in takewhile(lambda x: x[0] == x[1], zip(text, answer)))
+        texts.append(
+            {
+                "prompt": text,
+                "chosen": full["chosen"][len(text) :],
+                "rejected": full["rejected"][len(text) :],
+                "shown": prompt[-1]["content"],
+            }
+        )
+    return texts
 
 
 def split_heldout(

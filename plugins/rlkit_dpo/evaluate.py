@@ -34,6 +34,8 @@ class Samples:
     prompts: list[str]
     completions: list[str]
     verdicts: list[str] = field(default_factory=list)
+    #: what the table shows of each prompt (chat rows: the last message); "" = the prompt
+    shown: list[str] = field(default_factory=list)
 
     @property
     def preferred_rate(self) -> float | None:
@@ -117,7 +119,7 @@ def report(
     table.add_column("before DPO", ratio=3)
     table.add_column("after DPO", ratio=3)
     for i in range(min(examples, len(after.prompts))):
-        prompt = _question(after.prompts[i])
+        prompt = (after.shown[i] if i < len(after.shown) else "") or _question(after.prompts[i])
         b, a = before.completions[i], after.completions[i]
         if judged:
             b, a = f"[{before.verdicts[i]}] {b}", f"[{after.verdicts[i]}] {a}"

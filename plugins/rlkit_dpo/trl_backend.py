@@ -36,6 +36,7 @@ import numpy as np
 from rlkit.interfaces import Callback, notify_metrics
 from rlkit_dpo.base import DPOTrainerBase
 from rlkit_dpo.config import DPOSettings
+from rlkit_dpo.data import COLUMNS
 
 #: a Hugging Face Trainer checkpoint's state file (written last by ``save``)
 TRAINER_STATE = "trainer_state.json"
@@ -171,7 +172,7 @@ def make_trl_trainer(
             model=model,
             ref_model=ref_model,
             args=trl_config(settings, output_dir),
-            train_dataset=datasets.Dataset.from_list(rows),
+            train_dataset=datasets.Dataset.from_list([{c: r[c] for c in COLUMNS} for r in rows]),
             processing_class=tokenizer,
             callbacks=callbacks,
         )
