@@ -12,12 +12,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
+import os
 import platform
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,16 @@ METRICS = "metrics.csv"
 PLOT = "curves.png"
 MODEL = "model"
 TENSORBOARD = "tb"
+
+
+@contextlib.contextmanager
+def written_whole(path: Path) -> Iterator[Path]:
+    """Write to a temporary sibling, then rename it over ``path``: a save interrupted by
+    Ctrl-C never leaves half a checkpoint behind (the previous one stays)."""
+    partial = path.with_name(path.name + ".partial")
+    yield partial
+    os.replace(partial, path)
+
 
 _VERSIONED = ("rlkit", "torch", "gymnasium", "numpy", "stable-baselines3", "trl", "transformers")
 

@@ -36,10 +36,11 @@ import torch
 
 from rlkit.errors import UsageError
 from rlkit.interfaces import Callback, Evaluation, Trainer, notify_metrics
+from rlkit.runs import written_whole
 from rlkit_cartpole.env import evaluate_actions, evaluation, make_vec_env
 from rlkit_cartpole.objectives import PPOObjective, ReinforceObjective
 from rlkit_cartpole.policy import CartPolePolicy
-from rlkit_cartpole.runtime import model_folder, torch_threads, written_whole
+from rlkit_cartpole.runtime import model_folder, torch_threads
 
 CHECKPOINT = "checkpoint.pt"
 TRAINER_JSON = "trainer.json"

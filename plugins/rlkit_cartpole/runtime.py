@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,12 +29,3 @@ def model_folder(path: Path) -> Path:
     if (path / "config.json").is_file() and (path / "model").is_dir():
         return path / "model"
     return path
-
-
-@contextlib.contextmanager
-def written_whole(path: Path) -> Iterator[Path]:
-    """Write to a temporary sibling, then rename it over ``path``: a save interrupted by
-    Ctrl-C never leaves half a checkpoint behind (the previous one stays)."""
-    partial = path.with_name(path.name + ".partial")
-    yield partial
-    os.replace(partial, path)

@@ -28,8 +28,9 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from rlkit.errors import UsageError
 from rlkit.interfaces import Callback, Evaluation, Trainer, notify_metrics
+from rlkit.runs import written_whole
 from rlkit_cartpole.env import evaluation, make_env
-from rlkit_cartpole.runtime import model_folder, torch_threads, written_whole
+from rlkit_cartpole.runtime import model_folder, torch_threads
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C}
 MODEL_ZIP = "model.zip"

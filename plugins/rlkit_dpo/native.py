@@ -19,7 +19,6 @@ generator seeded with ``seed``. So both backends train the same way on the same 
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 import torch
 
 from rlkit.interfaces import Callback, notify_metrics
+from rlkit.runs import written_whole
 from rlkit_dpo.base import DPOTrainerBase
 from rlkit_dpo.data import EncodedPair, drop_too_long, encode_pairs, pack
 from rlkit_dpo.objective import DPOObjective
@@ -67,9 +67,8 @@ class NativeTrainer(DPOTrainerBase):
         self.optimizer = optimizer = make_optimizer(s.optim, params, s.learning_rate)
         if self.checkpoint is not None:
             optimizer.load_state_dict(_training_state(self.checkpoint)["optimizer"])
-        done = self.resume_step
         schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda k: max(0.0, 1 - (done + k) / total)
+            optimizer, lambda k: max(0.0, 1 - (self.resume_step + k) / total)
         )
         # the data order: one permutation per epoch from a generator seeded with the seed;
         # a resumed run draws the permutations of the epochs done and skips the steps done
@@ -140,9 +139,8 @@ class NativeTrainer(DPOTrainerBase):
         optimizer = getattr(self, "optimizer", None)
         if optimizer is not None:
             state = {"step": self.steps_done, "optimizer": optimizer.state_dict()}
-            partial = Path(path) / (TRAINING_STATE + ".partial")
-            torch.save(state, partial)
-            os.replace(partial, Path(path) / TRAINING_STATE)  # never half a state file
+            with written_whole(Path(path) / TRAINING_STATE) as partial:
+                torch.save(state, partial)
 
     @classmethod
     def saved_step(cls, folder: Path) -> int:

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from rlkit.interfaces import Callback, notify_metrics
+from rlkit.runs import written_whole
 from rlkit_dpo.base import DPOTrainerBase
 from rlkit_dpo.config import DPOSettings
 from rlkit_dpo.data import COLUMNS
@@ -89,7 +90,7 @@ class TRLTrainer(DPOTrainerBase):
             "train_pairs_per_second": pairs / seconds,
             "steps": float(steps),
             "world_size": float(world),  # processes that trained together (1 without a launcher)
-            "effective_batch_size": float(s.per_device_train_batch_size * world),
+            "effective_batch_size": float(batch),
         }
 
     def save(self, path: Path) -> None:
@@ -102,9 +103,6 @@ class TRLTrainer(DPOTrainerBase):
         trainer = getattr(self, "_hf_trainer", None)
         if trainer is None or trainer.optimizer is None:
             return
-        path = Path(path)
-        torch.save(trainer.optimizer.state_dict(), path / "optimizer.pt")
-        torch.save(trainer.lr_scheduler.state_dict(), path / "scheduler.pt")
         rng = {
             "python": random.getstate(),
             "numpy": np.random.get_state(),
@@ -112,8 +110,16 @@ class TRLTrainer(DPOTrainerBase):
         }
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.random.get_rng_state()
-        torch.save(rng, path / "rng_state.pth")
-        trainer.state.save_to_json(str(path / TRAINER_STATE))  # last: it marks a whole state
+        states = {
+            "optimizer.pt": trainer.optimizer.state_dict(),
+            "scheduler.pt": trainer.lr_scheduler.state_dict(),
+            "rng_state.pth": rng,
+        }
+        for name, state in states.items():
+            with written_whole(Path(path) / name) as partial:
+                torch.save(state, partial)
+        with written_whole(Path(path) / TRAINER_STATE) as partial:  # last: marks a whole state
+            trainer.state.save_to_json(str(partial))
 
     @classmethod
     def saved_step(cls, folder: Path) -> int:
