@@ -124,8 +124,7 @@ class DPOTrainerBase(Trainer):
                 ["No held-out data to evaluate on: pass --eval-data FILE.jsonl or --eval-split."],
             )
         if self._before is None or len(self._before.prompts) != len(rows):
-            reference, _ = load_model(self.settings.model)
-            reference.to(self.device)
+            reference = self.original_model()
             policy = self._scoring_policy(reference)
             self._before = self._sample(policy, rows)
             self._reference_heldout = ev.sequence_log_probs_of(
@@ -173,8 +172,12 @@ class DPOTrainerBase(Trainer):
         the policy has moved, so the reference is loaded again from ``settings.model``."""
         if self.checkpoint is None:
             return copy.deepcopy(self.model)
-        reference, _ = load_model(self.settings.model)
-        return reference.to(self.device)
+        return self.original_model()
+
+    def original_model(self) -> Any:
+        """``settings.model`` as it was before any training, loaded again on this device."""
+        model, _ = load_model(self.settings.model)
+        return model.to(self.device)
 
     def total_steps(self) -> int:
         """The optimizer steps a whole run takes with these settings (one process)."""

@@ -30,7 +30,7 @@ def load_jsonl(path: Path | str, flag: str = "--data") -> list[dict[str, str]]:
         raise UsageError(
             f"{flag} {path}: no such file; pass a JSONL file of prompt/chosen/rejected rows"
         )
-    rows = []
+    rows, file_kind = [], None
     with path.open(encoding="utf-8") as fh:
         for number, line in enumerate(fh, start=1):
             if not line.strip():
@@ -61,7 +61,8 @@ def load_jsonl(path: Path | str, flag: str = "--data") -> list[dict[str, str]]:
                     f"{where}: prompt, chosen and rejected must all be text or all be chat "
                     "messages, not a mix"
                 )
-            if rows and _kind(where, "prompt", rows[0]["prompt"]) != kind:
+            file_kind = file_kind or kind
+            if kind != file_kind:
                 raise UsageError(
                     f"{where}: this row is {kind}, the file's first row is not; use one format "
                     "for the whole file"
