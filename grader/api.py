@@ -15,7 +15,7 @@ import functools
 import importlib
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -215,6 +215,46 @@ def check_workspace(
     order = [ex.name for ex in selected]
     report.exercises.sort(key=lambda e: order.index(e.name))
     report.seconds = time.perf_counter() - start
+    return report
+
+
+def check_workspaces(
+    paths: Sequence[Path | str],
+    exercises: Iterable[str] = (),
+    visibility: str = PUBLIC,
+    limits: Mapping[str, float] | None = None,
+    sandbox: str = "auto",
+    jobs: int | None = None,
+) -> Iterator[tuple[int, Report]]:
+    """Grade many workspaces (a class): yields ``(index into paths, Report)`` as each one
+    finishes, in any order. A workspace that cannot be graded at all (not a folder, none of the
+    files) gets a Report whose exercises all carry that one-line problem, never an exception."""
+    from rlkit.errors import RlkitError
+
+    names = list(exercises)
+    select_exercises(names)  # an unknown exercise name stops the batch before it starts
+    for i, path in enumerate(paths):
+        try:
+            report = check_workspace(path, names, visibility, limits)
+        except RlkitError as exc:
+            report = _unreadable(names, visibility, exc.message)
+        yield i, report
+
+
+def _unreadable(names: Sequence[str], visibility: str, problem: str) -> Report:
+    """A Report for a workspace that could not be graded: every selected exercise fails with
+    ``problem`` (with its checks and max points, so a class's totals stay comparable)."""
+    from rlkit.errors import RlkitError
+
+    report = Report()
+    for ex in select_exercises(names):
+        try:
+            vectors = load_vectors(ex, hidden=visibility == HIDDEN)
+        except RlkitError as exc:
+            report.exercises.append(ExerciseReport(ex.name, problem=exc.message))
+            continue
+        checks = vectors.select(visibility)
+        report.exercises.append(grade(vectors, checks, [[] for _ in checks], problem))
     return report
 
 
