@@ -93,6 +93,7 @@ def grade(
     ``problem`` (the file is missing, does not import, ...) fails every check with that line."""
     report = ExerciseReport(vectors.exercise, problem=problem)
     for check, got in zip(checks, outcomes):
+        mistake = None
         if problem is not None:
             passed, message = False, problem
         else:
@@ -107,7 +108,14 @@ def grade(
         points = check.points if passed else 0
         report.checks.append(
             CheckResult(
-                check.name, passed, points, check.points, message, check.function, check.visibility
+                check.name,
+                passed,
+                points,
+                check.points,
+                message,
+                check.function,
+                check.visibility,
+                misconception=mistake,
             )
         )
     return report

@@ -16,6 +16,8 @@ class CheckResult:
     message: str = ""
     function: str = ""
     visibility: str = "public"
+    #: the name of the classic mistake the answer behaves like (None: none recognized)
+    misconception: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
