@@ -1,0 +1,1 @@
+"""The DQN reference solution (instructors; `rlkit release` never ships it)."""
