@@ -113,3 +113,6 @@ def vectors_command(exercises: tuple[str, ...], regenerate: bool) -> None:
 def register(cli: click.Group) -> None:
     for command in (check_command, init_command, release_command, vectors_command):
         cli.add_command(command)
+    from rlkit_course.grade_command import grade_command  # rlkit grade: a class at once
+
+    cli.add_command(grade_command)

@@ -1,0 +1,300 @@
+"""Grading a class (``rlkit grade``): discover the submissions, grade the ones not graded yet,
+keep one record per student as each finishes, then export grades, feedback and the class report.
+
+Records live in a folder next to the output (``.<out stem>.grading/<student>.json``), each
+written whole (temporary file + rename), so Ctrl-C never leaves half a result, and a re-run
+skips every student whose files (and the checks) are unchanged since their record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from grader.submissions import Submission, discover, safe_name, stage
+
+FORMATS = ("csv", "json", "gradescope")
+#: what a report says when the grading engine does not name its isolation
+UNNAMED_PROTECTION = "separate process with time and memory limits"
+
+
+@dataclass
+class Options:
+    exercises: list[str] = field(default_factory=list)  # empty: all registered ones
+    jobs: int | None = None
+    limits: dict[str, float] = field(default_factory=dict)
+    sandbox: str = "auto"  # passed to grader.api.check_workspaces
+    assignment: str | None = None
+
+
+@dataclass
+class Layout:
+    """Where one grading run writes (feedback and report default next to ``out``)."""
+
+    out: Path
+    format: str
+    feedback: Path
+    report: Path
+
+    @classmethod
+    def beside(
+        cls, out: Path, fmt: str, feedback: Path | None = None, report: Path | None = None
+    ) -> Layout:
+        stem = out.stem if out.suffix else out.name
+        return cls(
+            out,
+            fmt,
+            feedback or out.with_name(f"{stem}-feedback"),
+            report or out.with_name(f"{stem}-report"),
+        )
+
+    @property
+    def records(self) -> Path:
+        stem = self.out.stem if self.out.suffix else self.out.name
+        return self.out.with_name(f".{stem}.grading")
+
+
+@dataclass
+class Course:
+    """What the checks say about themselves: descriptions (safe to show for hidden checks)
+    and the classic mistakes' explanations."""
+
+    exercises: list[str]
+    descriptions: dict[str, str]  # check name → description
+    mistakes: dict[str, str]  # mistake name → explanation
+    max_scores: dict[str, int]
+    fingerprint: str  # changes when the checks or their vectors change
+
+    @classmethod
+    def load(cls, names: Sequence[str]) -> Course:
+        from grader.api import HIDDEN, load_vectors, select_exercises, vectors_stem
+        from grader.store import SUFFIX_JSON, SUFFIX_NPZ
+
+        exercises = select_exercises(names)
+        descriptions, mistakes, max_scores = {}, {}, {}
+        digest = hashlib.sha256()
+        for ex in exercises:
+            vectors = load_vectors(ex, hidden=True)
+            checks = vectors.select(HIDDEN)
+            descriptions.update({c.name: c.description for c in checks})
+            mistakes.update(vectors.mistakes)
+            max_scores[ex.name] = sum(c.points for c in checks)
+            stem = vectors_stem(ex, hidden=True)
+            for suffix in (SUFFIX_JSON, SUFFIX_NPZ):
+                file = stem.with_name(stem.name + suffix)
+                with contextlib.suppress(OSError):
+                    digest.update(file.read_bytes())
+        return cls(
+            [e.name for e in exercises], descriptions, mistakes, max_scores, digest.hexdigest()
+        )
+
+
+# ----------------------------------------------------------------------------- records
+
+
+def write_whole(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (never half a file, even on Ctrl-C)."""
+    from rlkit.runs import written_whole
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with written_whole(path) as partial:
+        partial.write_text(text, encoding="utf-8")
+
+
+def _apply_problems(report: Any, problems: Mapping[str, str]) -> None:
+    """The staging problems (missing file, corrupt notebook, ...) replace the engine's generic
+    message: every check of that exercise fails with the one line that says why."""
+    for ex in report.exercises:
+        problem = problems.get(ex.name)
+        if problem is None:
+            continue
+        ex.problem = problem
+        for check in ex.checks:
+            check.passed, check.points, check.message, check.misconception = (
+                False,
+                0,
+                problem,
+                None,
+            )
+
+
+def make_record(
+    submission: Submission, fingerprint: str, report: Any, problems: Mapping[str, str]
+) -> dict[str, Any]:
+    """One student's result: the fields of ``rlkit check --json`` plus what the class report
+    and feedback need (visibility, function, misconception, problem, protection)."""
+    _apply_problems(report, problems)
+    exercises = []
+    for ex in report.exercises:
+        data = ex.to_json()
+        data["problem"] = ex.problem
+        data["checks"] = [
+            {
+                **c.to_json(),
+                "function": c.function,
+                "visibility": c.visibility,
+                "misconception": getattr(c, "misconception", None),
+            }
+            for c in ex.checks
+        ]
+        exercises.append(data)
+    kinds = sorted({f.suffix.lstrip(".") for f in submission.files.values()})
+    return {
+        "student": submission.student,
+        "score": report.score,
+        "max_score": report.max_score,
+        "exercises": exercises,
+        "protection": getattr(report, "protection", "") or UNNAMED_PROTECTION,
+        "files": kinds,
+        "seconds": round(float(getattr(report, "seconds", 0.0)), 3),
+        "graded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "fingerprint": fingerprint,
+    }
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and "fingerprint" in data else None
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class Outcome:
+    """What a run did: every current student's record (graded now or kept), and counts."""
+
+    records: list[dict[str, Any]]
+    course: Course
+    graded: int
+    skipped: int
+    interrupted: bool = False
+
+
+Progress = Callable[[str, dict[str, Any] | None], None]
+
+
+def _results(
+    paths: Sequence[Path], options: Options, names: Sequence[str]
+) -> Iterator[tuple[int, Any]]:
+    from grader import api
+    from grader.model import HIDDEN
+
+    return api.check_workspaces(
+        [str(p) for p in paths],
+        names,
+        HIDDEN,
+        options.limits or None,
+        sandbox=options.sandbox,
+        jobs=options.jobs,
+    )
+
+
+def grade_class(
+    root: Path,
+    layout: Layout,
+    options: Options,
+    progress: Callable[[int, int], Progress] | None = None,
+    on_record: Callable[[dict[str, Any], Course], None] | None = None,
+) -> Outcome:
+    """Grade every student under ``root`` not already graded with unchanged files; records are
+    kept as each finishes and ``on_record`` runs for each (feedback files). Ctrl-C returns what
+    is done with ``interrupted`` set."""
+    from rlkit.errors import UsageError
+
+    course = Course.load(options.exercises)
+    outputs = [layout.out, layout.feedback, layout.report, layout.records]
+    students = discover(root, course.exercises, options.assignment, exclude=outputs)
+    if not students:
+        raise UsageError(
+            f"no submissions in {root}: expected a folder per student with "
+            f"{', '.join(f'{e}.py' for e in course.exercises)} (or .ipynb), or nbgrader's "
+            "submitted/<student>/<assignment>/"
+        )
+    names = {s.student: safe_name(s.student) for s in students}
+    if len(set(names.values())) != len(names):
+        raise UsageError("two students' folder names map to the same file name; rename one")
+    layout.records.mkdir(parents=True, exist_ok=True)
+    records: dict[str, dict[str, Any]] = {}
+    todo: list[tuple[Submission, str]] = []
+    for sub in students:
+        fingerprint = hashlib.sha256(
+            (sub.fingerprint(course.exercises) + course.fingerprint + repr(options.limits)).encode()
+        ).hexdigest()
+        old = read_record(layout.records / f"{names[sub.student]}.json")
+        if old is not None and old.get("fingerprint") == fingerprint:
+            records[sub.student] = old
+        else:
+            todo.append((sub, fingerprint))
+    skipped = len(students) - len(todo)
+    tick = progress(len(todo), skipped) if progress else None
+    interrupted = False
+    if todo:
+        try:
+            _grade(todo, course, layout, options, names, records, tick, on_record)
+        except KeyboardInterrupt:  # every record written so far is whole: a re-run resumes
+            interrupted = True
+    ordered = [records[s.student] for s in students if s.student in records]
+    return Outcome(ordered, course, len(records) - skipped, skipped, interrupted)
+
+
+def _grade(
+    todo: list[tuple[Submission, str]],
+    course: Course,
+    layout: Layout,
+    options: Options,
+    names: Mapping[str, str],
+    records: dict[str, dict[str, Any]],
+    tick: Progress | None,
+    on_record: Callable[[dict[str, Any], Course], None] | None,
+) -> None:
+    """Stage, grade and record ``todo`` (Ctrl-C propagates once the sandboxes are closed)."""
+    scratch = Path(tempfile.mkdtemp(prefix="rlkit-grade-"))
+    try:
+        paths, problems = [], []
+        for i, (sub, _) in enumerate(todo):
+            folder = scratch / f"s{i}"  # no student name in the path the sandbox sees
+            problems.append(stage(sub, folder, course.exercises))
+            paths.append(folder)
+        results = _results(paths, options, course.exercises)
+        try:
+            for i, report in results:
+                sub, fingerprint = todo[i]
+                record = make_record(sub, fingerprint, report, problems[i])
+                write_whole(layout.records / f"{names[sub.student]}.json", json.dumps(record))
+                records[sub.student] = record
+                if on_record is not None:
+                    on_record(record, course)
+                shutil.rmtree(paths[i], ignore_errors=True)
+                if tick is not None:
+                    tick(sub.student, record)
+        finally:
+            close = getattr(results, "close", None)
+            if close is not None:
+                close()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def default_jobs() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def is_tty() -> bool:
+    return sys.stderr.isatty()

@@ -1,0 +1,99 @@
+"""The class's grades as a file: JSON (one object per student, the exercises as in
+``rlkit check --json``), CSV (one row per student, one column per exercise) or Gradescope
+(a ``results.json`` per student). Every file is written whole."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from grader.batch import Course, write_whole
+from grader.feedback import student_message
+from grader.submissions import safe_name
+
+#: fields of a record that are bookkeeping, not grades
+_PRIVATE = ("fingerprint",)
+
+
+def to_json(records: Sequence[Mapping[str, Any]]) -> str:
+    rows = [{k: v for k, v in r.items() if k not in _PRIVATE} for r in records]
+    return json.dumps(rows, indent=1, ensure_ascii=False) + "\n"
+
+
+def to_csv(records: Sequence[Mapping[str, Any]], exercises: Sequence[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["student", "score", "max_score", *exercises, "protection"])
+    for r in records:
+        scores = {e["name"]: e["score"] for e in r["exercises"]}
+        writer.writerow(
+            [
+                r["student"],
+                r["score"],
+                r["max_score"],
+                *(scores.get(e, 0) for e in exercises),
+                r.get("protection", ""),
+            ]
+        )
+    return buffer.getvalue()
+
+
+def gradescope(record: Mapping[str, Any], course: Course) -> dict[str, Any]:
+    """A Gradescope autograder ``results.json``: one test per check. Public checks show their
+    full message at once; hidden ones appear after the grades are published, without their
+    inputs or expected values."""
+    tests = []
+    for ex in record["exercises"]:
+        for c in ex["checks"]:
+            hidden = c.get("visibility") == "hidden"
+            tests.append(
+                {
+                    "name": f"{ex['name']}: {c['name']}" + (" (hidden)" if hidden else ""),
+                    "score": c["points"],
+                    "max_score": c["max_points"],
+                    "status": "passed" if c["passed"] else "failed",
+                    "output": student_message(
+                        c, course.descriptions, course.mistakes, ex.get("problem")
+                    ),
+                    "visibility": "after_published" if hidden else "visible",
+                }
+            )
+    return {
+        "score": record["score"],
+        "output": f"rlkit: {record['score']}/{record['max_score']} "
+        f"(graded with: {record.get('protection', '')})",
+        "visibility": "visible",
+        "stdout_visibility": "hidden",
+        "tests": tests,
+        "extra_data": {"student": record["student"], "protection": record.get("protection")},
+    }
+
+
+def write(records: Sequence[Mapping[str, Any]], course: Course, out: Path, fmt: str) -> list[Path]:
+    """Write the export; returns the files written."""
+    if fmt == "json":
+        write_whole(out, to_json(records))
+        return [out]
+    if fmt == "csv":
+        write_whole(out, to_csv(records, course.exercises))
+        return [out]
+    if out.suffix == ".json":  # one student (e.g. inside Gradescope's autograder)
+        from rlkit.errors import UsageError
+
+        if len(records) != 1:
+            raise UsageError(
+                f"--out {out} is one results.json but there are {len(records)} students; "
+                "pass a folder to --out for one <student>/results.json each"
+            )
+        write_whole(out, json.dumps(gradescope(records[0], course), indent=1) + "\n")
+        return [out]
+    written = []
+    for r in records:
+        path = out / safe_name(r["student"]) / "results.json"
+        write_whole(path, json.dumps(gradescope(r, course), indent=1) + "\n")
+        written.append(path)
+    return written

@@ -1,0 +1,251 @@
+"""Finding a class's submissions and turning each into a gradable workspace.
+
+Two layouts, told apart by what is on disk:
+
+* a folder per student: ``DIR/<student>/<exercise>.py`` (a notebook ``<exercise>.ipynb`` is
+  accepted in place of a missing ``.py``); a ``DIR`` that itself holds exercise files is one
+  student;
+* nbgrader's: ``COURSE/submitted/<student>/<assignment>/<exercise>.ipynb`` (``DIR`` may be the
+  course or its ``submitted/`` folder).
+
+A notebook's answer is the module made of its code cells in notebook order, minus nbgrader's
+test cells (``grade`` true and ``solution`` not true): duplicated cells redefine as in Python,
+deleted test cells change nothing (the checks are not in the notebook). IPython magics and shell
+lines are commented out. Whatever is wrong with a file (not UTF-8 JSON, not nbformat 4, a mangled
+cell, a syntax error) becomes one line for that exercise, never an exception.
+
+Every student is staged into a private folder holding only their exercise files, so stray files
+in a submission (a forged ``checks/`` folder, say) are never seen by the grader.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: a submitted file larger than this is not graded (no exercise answer is this long)
+MAX_FILE_BYTES = 2_000_000
+#: cell magics whose body is still Python (``%%time`` around a definition)
+PYTHON_CELL_MAGICS = ("%%time", "%%timeit", "%%capture")
+
+
+@dataclass
+class Submission:
+    """One student's files: exercise name → the ``.py`` or ``.ipynb`` they handed in."""
+
+    student: str
+    folder: Path
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def fingerprint(self, exercises: Sequence[str]) -> str:
+        """Hash of what gets graded: a re-run skips the student while this is unchanged."""
+        digest = hashlib.sha256()
+        for name in exercises:
+            file = self.files.get(name)
+            digest.update(f"\0{name}\0{file.suffix if file else 'missing'}\0".encode())
+            if file is not None:
+                try:
+                    digest.update(file.read_bytes())
+                except OSError as exc:
+                    digest.update(f"unreadable {exc}".encode())
+        return digest.hexdigest()
+
+
+# ----------------------------------------------------------------------------- discovery
+
+
+def _hidden(path: Path) -> bool:
+    return path.name.startswith((".", "_"))
+
+
+def _exercise_files(folder: Path, exercises: Sequence[str]) -> dict[str, Path]:
+    found = {}
+    for name in exercises:
+        for suffix in (".py", ".ipynb"):
+            file = folder / f"{name}{suffix}"
+            if file.is_file():
+                found[name] = file
+                break
+    return found
+
+
+def _notebooks(student: Path, exercises: Sequence[str], assignment: str | None) -> dict[str, Path]:
+    """An nbgrader student folder: ``<assignment>/<exercise>.ipynb``."""
+    from rlkit.errors import UsageError
+
+    folders = sorted(d for d in student.iterdir() if d.is_dir() and not _hidden(d))
+    if assignment is not None:
+        folders = [d for d in folders if d.name == assignment]
+    found: dict[str, Path] = {}
+    for name in exercises:
+        hits = [d / f"{name}.ipynb" for d in folders if (d / f"{name}.ipynb").is_file()]
+        if len(hits) > 1:
+            where = ", ".join(h.parent.name for h in hits)
+            raise UsageError(
+                f"{student.name} has {name}.ipynb in several assignments ({where}); "
+                "pass --assignment NAME"
+            )
+        if hits:
+            found[name] = hits[0]
+    return found
+
+
+def discover(
+    root: Path,
+    exercises: Sequence[str],
+    assignment: str | None = None,
+    exclude: Iterable[Path] = (),
+) -> list[Submission]:
+    """Every student under ``root`` (sorted by name), whatever the layout; a student folder
+    with none of the exercise files is still a student (who scores 0)."""
+    from rlkit.errors import UsageError
+
+    root = Path(root)
+    if not root.is_dir():
+        raise UsageError(f"{root} is not a folder; pass the folder of the class's submissions")
+    skip = {Path(p).resolve() for p in exclude}
+    if (root / "submitted").is_dir():
+        root = root / "submitted"
+    own = _exercise_files(root, exercises)
+    if own:  # the folder is one student's submission
+        return [Submission(root.resolve().name, root, own)]
+    students = []
+    for folder in sorted(root.iterdir()):
+        if not folder.is_dir() or _hidden(folder) or folder.resolve() in skip:
+            continue
+        files = _exercise_files(folder, exercises) or _notebooks(folder, exercises, assignment)
+        students.append(Submission(folder.name, folder, files))
+    return students
+
+
+# ----------------------------------------------------------------------------- notebooks
+
+
+class NotebookProblem(ValueError):
+    """What is wrong with a notebook, in one line for the student."""
+
+
+def _is_test_cell(cell: dict) -> bool:
+    meta = cell.get("metadata")
+    nb = meta.get("nbgrader") if isinstance(meta, dict) else None
+    return isinstance(nb, dict) and nb.get("grade") is True and nb.get("solution") is not True
+
+
+def _uncomment_magics(source: str) -> str:
+    """Comment out IPython magics and shell escapes (``%...``, ``!...``) so the cell is Python;
+    a cell magic other than timing/capture comments out its whole cell (its body is not Python)."""
+    lines = source.split("\n")
+    first = lines[0].strip() if lines else ""
+    if first.startswith("%%") and not first.startswith(PYTHON_CELL_MAGICS):
+        return "\n".join("# " + line for line in lines)
+    out = []
+    for line in lines:
+        stripped = line.lstrip()
+        if stripped.startswith(("%", "!")):
+            indent = line[: len(line) - len(stripped)]
+            line = f"{indent}pass  # {stripped}" if indent else f"# {stripped}"
+        out.append(line)
+    return "\n".join(out)
+
+
+def notebook_cells(data: bytes, filename: str) -> list[tuple[int, str]]:
+    """(cell number counting from 1, Python source) of every answer code cell, in order."""
+    try:
+        nb = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise NotebookProblem(
+            f"{filename} is not UTF-8 text: the notebook file is corrupt"
+        ) from None
+    except (json.JSONDecodeError, RecursionError):
+        raise NotebookProblem(
+            f"{filename} is not valid notebook JSON (corrupt or truncated file)"
+        ) from None
+    if not isinstance(nb, dict) or nb.get("nbformat") != 4 or not isinstance(nb.get("cells"), list):
+        version = nb.get("nbformat") if isinstance(nb, dict) else None
+        raise NotebookProblem(
+            f"{filename} is not a Jupyter notebook in nbformat 4 (found nbformat {version!r})"
+        )
+    cells = []
+    for number, cell in enumerate(nb["cells"], 1):
+        if not isinstance(cell, dict) or not isinstance(cell.get("cell_type"), str):
+            raise NotebookProblem(f"{filename}: cell {number} is mangled (no cell_type)")
+        if cell["cell_type"] != "code" or _is_test_cell(cell):
+            continue
+        source = cell.get("source", "")
+        if isinstance(source, list) and all(isinstance(s, str) for s in source):
+            source = "".join(source)
+        if not isinstance(source, str):
+            raise NotebookProblem(f"{filename}: cell {number} is mangled (its source is not text)")
+        cells.append((number, _uncomment_magics(source)))
+    return cells
+
+
+def notebook_module(data: bytes, filename: str) -> str:
+    """The student's module: the answer cells joined; a syntax error names its cell."""
+    cells = notebook_cells(data, filename)
+    parts, starts = [], []
+    line = 1
+    for number, source in cells:
+        header = f"# --- {filename}, cell {number} ---\n"
+        starts.append((line + 1, number))
+        text = header + source.rstrip("\n") + "\n\n"
+        parts.append(text)
+        line += text.count("\n")
+    module = "".join(parts)
+    try:  # parsing only, nothing runs: the parent can say which cell is broken
+        compile(module, filename, "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        at = exc.lineno or 1
+        first, cell = max(((s, n) for s, n in starts if s <= at), default=(1, 0))
+        where = f"cell {cell}, line {at - first + 1}" if cell else f"line {at}"
+        raise NotebookProblem(f"syntax error in {filename} ({where}): {exc.msg}") from None
+    except (ValueError, RecursionError, MemoryError) as exc:
+        raise NotebookProblem(f"{filename} cannot be compiled ({type(exc).__name__})") from None
+    return module
+
+
+# ----------------------------------------------------------------------------- staging
+
+
+def stage(submission: Submission, folder: Path, exercises: Sequence[str]) -> dict[str, str]:
+    """Write the student's exercise modules into ``folder`` (``<exercise>.py`` each); returns
+    exercise → the one-line problem for every exercise that cannot be graded."""
+    folder.mkdir(parents=True, exist_ok=True)
+    problems = {}
+    for name in exercises:
+        file = submission.files.get(name)
+        if file is None:
+            problems[name] = f"{name}.py is missing from the submission"
+            continue
+        try:
+            if file.stat().st_size > MAX_FILE_BYTES:
+                problems[name] = f"{file.name} is larger than {MAX_FILE_BYTES // 1_000_000} MB"
+                continue
+            data = file.read_bytes()
+        except OSError as exc:
+            problems[name] = f"{file.name} cannot be read ({exc.strerror or exc})"
+            continue
+        if file.suffix == ".ipynb":
+            try:
+                data = notebook_module(data, file.name).encode("utf-8")
+            except NotebookProblem as exc:
+                problems[name] = str(exc)
+                continue
+        (folder / f"{name}.py").write_bytes(data)
+    return problems
+
+
+_SAFE = re.compile(r"[^A-Za-z0-9._@+-]")
+
+
+def safe_name(student: str) -> str:
+    """A file name for the student's records and feedback (their folder name when it is
+    plain, else a readable form with a short hash so two students never collide)."""
+    clean = _SAFE.sub("_", student).lstrip(".") or "student"
+    if clean == student:
+        return student
+    return f"{clean}-{hashlib.sha256(student.encode()).hexdigest()[:8]}"

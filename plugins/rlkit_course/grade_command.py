@@ -1,0 +1,179 @@
+"""``rlkit grade``: instructors grade a whole class (folders of exercise files or nbgrader
+submissions) with every check, and get grades, per-student feedback and a class report."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+def _progress(console_file: Any) -> tuple[Any, Any]:
+    """A progress bar with ETA on a terminal; one line per student otherwise (logs, CI)."""
+    state: dict[str, Any] = {}
+
+    def start(total: int, skipped: int) -> Any:
+        if skipped:
+            click.echo(f"{skipped} students already graded and unchanged: skipped.", err=True)
+        if console_file.isatty():
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            bar = Progress(
+                TextColumn("grading"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("elapsed"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                TextColumn("{task.description}"),
+                console=Console(file=console_file),
+                transient=False,
+            )
+            bar.start()
+            state["bar"] = bar
+            state["task"] = bar.add_task("", total=total)
+        state["done"], state["total"] = 0, total
+
+        def tick(student: str, record: dict[str, Any] | None) -> None:
+            state["done"] += 1
+            score = f"{record['score']}/{record['max_score']}" if record else ""
+            if "bar" in state:
+                state["bar"].update(state["task"], advance=1, description=f"{student} {score}")
+            else:
+                click.echo(f"[{state['done']}/{total}] {student} {score}", err=True)
+
+        return tick
+
+    def stop() -> None:
+        if "bar" in state:
+            state["bar"].stop()
+
+    return start, stop
+
+
+@click.command(name="grade")
+@click.argument("submissions", type=click.Path(path_type=Path))
+@click.argument("exercises", nargs=-1)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Grades file (csv/json), or a folder of <student>/results.json for gradescope.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "json", "gradescope"]),
+    default=None,
+    help="Default: from --out's suffix (.csv, .json), else csv.",
+)
+@click.option("--jobs", type=click.IntRange(min=1), default=None, help="Parallel gradings [cores].")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    help="Seconds one call of a student's function may run [5]; an infinite loop costs that "
+    "function's checks.",
+)
+@click.option(
+    "--feedback",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder of per-student feedback files [OUT-feedback next to --out].",
+)
+@click.option(
+    "--report",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder of the class report (index.html, report.json) [OUT-report].",
+)
+@click.option("--assignment", default=None, help="nbgrader: grade this assignment's notebooks.")
+@click.option(
+    "--no-sandbox",
+    is_flag=True,
+    help="Grade without the namespace sandbox (only for code you trust).",
+)
+def grade_command(
+    submissions: Path,
+    exercises: tuple[str, ...],
+    out: Path,
+    fmt: str | None,
+    jobs: int | None,
+    timeout: float | None,
+    feedback: Path | None,
+    report: Path | None,
+    assignment: str | None,
+    no_sandbox: bool,
+) -> None:
+    """Instructors: grade every student under SUBMISSIONS (all checks, public and hidden).
+
+    SUBMISSIONS holds a folder per student with their exercise files (log_prob.py, ...,
+    or notebooks), or is an nbgrader course with submitted/<student>/<assignment>/*.ipynb.
+    Each result is kept as soon as it is graded: after Ctrl-C, the same command finishes the
+    batch, and a re-run skips students whose files did not change. Exit 2 when there is
+    nothing to grade, 130 when interrupted.
+    """
+    from grader import batch, class_report, exports
+    from grader import feedback as student_feedback
+    from grader.submissions import safe_name
+
+    fmt = fmt or {".json": "json", ".csv": "csv"}.get(out.suffix, "csv")
+    limits: dict[str, float] = {}
+    if timeout is not None:
+        limits = {"call_s": timeout, "wall_s": max(30.0, 6 * timeout)}
+    options = batch.Options(
+        exercises=list(exercises),
+        jobs=jobs or batch.default_jobs(),
+        limits=limits,
+        sandbox="none" if no_sandbox else "require",
+        assignment=assignment,
+    )
+    layout = batch.Layout.beside(out, fmt, feedback, report)
+
+    def on_record(record: dict[str, Any], course: batch.Course) -> None:
+        student_feedback.write(
+            layout.feedback,
+            safe_name(record["student"]),
+            record,
+            course.descriptions,
+            course.mistakes,
+        )
+
+    start, stop = _progress(sys.stderr)
+    try:
+        outcome = batch.grade_class(submissions, layout, options, start, on_record)
+    finally:
+        stop()
+    course = outcome.course
+    written = exports.write(outcome.records, course, out, fmt)
+    where = out if len(written) == 1 else f"{out}/ ({len(written)} results.json)"
+    if outcome.interrupted:
+        click.echo(
+            f"Interrupted: {len(outcome.records)} students graded so far (in {where}); run the "
+            "same command again to grade the rest.",
+            err=True,
+        )
+        sys.exit(130)
+    html = class_report.write(outcome.records, course, layout.report)
+    scores = [r["score"] for r in outcome.records]
+    mean = sum(scores) / len(scores)
+    click.echo(
+        f"Graded {outcome.graded} students ({outcome.skipped} unchanged, kept); "
+        f"class mean {mean:.1f}/{outcome.records[0]['max_score']}."
+    )
+    click.echo(f"Grades: {where}")
+    click.echo(f"Feedback for each student: {layout.feedback}/")
+    click.echo(f"Class report: {html}")
+    protections = sorted({r["protection"] for r in outcome.records})
+    click.echo(f"Protection: {'; '.join(protections)}")
