@@ -126,7 +126,7 @@ def discover(
 
 
 class NotebookProblem(ValueError):
-    """What is wrong with a notebook, in one line for the student."""
+    """What is wrong with a submitted file (a notebook or a .py), in one line for the student."""
 
 
 def _is_test_cell(cell: dict) -> bool:
@@ -229,14 +229,34 @@ def stage(submission: Submission, folder: Path, exercises: Sequence[str]) -> dic
         except OSError as exc:
             problems[name] = f"{file.name} cannot be read ({exc.strerror or exc})"
             continue
-        if file.suffix == ".ipynb":
-            try:
+        try:
+            if file.suffix == ".ipynb":
                 data = notebook_module(data, file.name).encode("utf-8")
-            except NotebookProblem as exc:
-                problems[name] = str(exc)
-                continue
+            else:
+                check_text(data, file.name)
+        except NotebookProblem as exc:
+            problems[name] = str(exc)
+            continue
         (folder / f"{name}.py").write_bytes(data)
     return problems
+
+
+def check_text(data: bytes, filename: str) -> None:
+    """A Python file must be UTF-8 (or declare its encoding, PEP 263), as Python requires."""
+    import io
+    import tokenize
+
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+        data.decode(encoding)
+    except SyntaxError as exc:  # an unknown coding declaration
+        raise NotebookProblem(f"{filename}: {exc.msg}") from None
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise NotebookProblem(
+            f"{filename} is not UTF-8 text (byte {data[exc.start]:#04x} on line {line}): "
+            "save it as UTF-8"
+        ) from None
 
 
 _SAFE = re.compile(r"[^A-Za-z0-9._@+-]")

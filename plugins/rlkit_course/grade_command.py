@@ -165,11 +165,16 @@ def grade_command(
             err=True,
         )
         sys.exit(130)
+    for record in outcome.records:  # students kept from an earlier run too (--feedback may be new)
+        path = layout.feedback / f"{safe_name(record['student'])}.md"
+        if not path.is_file():
+            on_record(record, course)
     html = class_report.write(outcome.records, course, layout.report)
     scores = [r["score"] for r in outcome.records]
     mean = sum(scores) / len(scores)
     click.echo(
-        f"Graded {outcome.graded} students ({outcome.skipped} unchanged, kept); "
+        f"Graded {outcome.graded} of {len(outcome.records)} students ({outcome.skipped} "
+        "unchanged since the last run); "
         f"class mean {mean:.1f}/{outcome.records[0]['max_score']}."
     )
     click.echo(f"Grades: {where}")
