@@ -12,6 +12,7 @@ import click
 
 from rlkit import __version__, plugins
 from rlkit.errors import RlkitError, UsageError
+from rlkit.session import TrainGroup
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -24,12 +25,12 @@ def cli() -> None:
     Start here:
       rlkit init my-work           a workspace with the exercise stubs
       rlkit check --path my-work   check your answers
-      rlkit train cartpole         train an agent (add --impl student to use yours)
+      rlkit train cartpole         train an agent (add --path my-work to train with your code)
       rlkit list                   exercises, environments and trainers
     """
 
 
-@cli.group()
+@cli.group(cls=TrainGroup)
 def train() -> None:
     """Train a policy. Each task comes from a plugin: `rlkit train TASK --help`."""
 
@@ -99,7 +100,9 @@ def list_command(as_json: bool) -> None:
                         {
                             "task": t.task,
                             "backend": t.backend,
+                            "algorithm": t.algorithm,
                             "algorithms": list(t.algorithms),
+                            "exercises": list(t.exercises),
                             "description": t.description,
                             "plugin": t.plugin,
                         }
@@ -127,10 +130,12 @@ def list_command(as_json: bool) -> None:
         table.add_row(env.name, env.description, env.plugin)
     console.print(table)
     table = Table(title="Trainers")
-    for col in ("task", "backend", "algorithms", "description", "plugin"):
+    for col in ("task", "algorithm", "backend", "exercises", "description", "plugin"):
         table.add_column(col)
     for t in trainers.values():
-        table.add_row(t.task, t.backend, ", ".join(t.algorithms), t.description, t.plugin)
+        table.add_row(
+            t.task, t.algorithm, t.backend, ", ".join(t.exercises), t.description, t.plugin
+        )
     console.print(table)
     _echo_broken()
 
@@ -153,12 +158,11 @@ def list_command(as_json: bool) -> None:
 )
 def plot_command(runs: tuple[Path, ...], out: Path | None, metrics: tuple[str, ...]) -> None:
     """Redraw a run's curves, or overlay several runs in one figure."""
-    from rlkit.plotting import plot_runs
+    from rlkit.plotting import check_plottable, plot_runs
     from rlkit.runs import PLOT, Run
 
     opened = [Run.open(p) for p in runs]
-    if not any(r.rows for r in opened):
-        raise UsageError(f"{runs[0]} has no metrics yet (metrics.csv is missing or empty)")
+    check_plottable(opened, metrics)
     if out is None:
         out = opened[0].path / PLOT if len(opened) == 1 else Path("overlay.png")
     path = plot_runs(opened, out, metrics or None)
@@ -171,9 +175,9 @@ def plot_command(runs: tuple[Path, ...], out: Path | None, metrics: tuple[str, .
     "--episodes",
     "-n",
     type=click.IntRange(min=1),
-    default=10,
-    show_default=True,
-    help="Episodes (or held-out prompts) to evaluate on.",
+    default=None,
+    help="Episodes (or held-out prompts) to evaluate on. [default: the trainer's own: 10 "
+    "episodes; for DPO the run's held-out prompts]",
 )
 @click.option(
     "--video",
@@ -181,19 +185,22 @@ def plot_command(runs: tuple[Path, ...], out: Path | None, metrics: tuple[str, .
     default=None,
     help="Record the policy to this GIF (environments that can render).",
 )
-def eval_command(run: Path, episodes: int, video: Path | None) -> None:
+def eval_command(run: Path, episodes: int | None, video: Path | None) -> None:
     """Evaluate a saved run, whatever trained it (native, SB3, TRL)."""
     from rlkit.runs import Run
+    from rlkit.session import spec_of_run, trainer_of_run
 
     opened = Run.open(run)
-    spec = plugins.get_trainers().get((opened.task, opened.backend))
-    if spec is None:
+    if video is not None and not spec_of_run(opened).load().records_video:
         raise UsageError(
-            f"no installed plugin trains {opened.task}/{opened.backend}; `rlkit plugins` lists them"
+            f"--video records an agent in its environment; a {opened.task} run has none to "
+            "record (drop --video)"
         )
-    trainer = spec.load().load(opened.path)
+    trainer = trainer_of_run(opened)
     result = trainer.evaluate(episodes=episodes, video=video)
     click.echo(str(result))
+    if video is not None and not Path(video).is_file():
+        raise RlkitError(f"the {opened.task} trainer wrote no video to {video}")
 
 
 _commands_by_plugin = plugins.register_commands(cli, train)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, SupportsFloat, runtim
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["Env", "Policy", "Objective", "Callback", "Trainer", "Evaluation"]
+__all__ = ["Env", "Policy", "Objective", "Callback", "Trainer", "Evaluation", "Progress"]
 
 
 @runtime_checkable
@@ -103,12 +103,13 @@ class Callback:
 def notify_metrics(
     callbacks: Sequence[Callback], trainer: Trainer, step: int, metrics: Mapping[str, float]
 ) -> bool:
-    """Send metrics to every callback; ``True`` if training should continue."""
+    """Send metrics to every callback; ``True`` if training should continue (every callback
+    agrees, and nobody asked the trainer to stop: Ctrl-C)."""
     keep_going = True
     for callback in callbacks:
         if callback.on_metrics(trainer, step, metrics) is False:
             keep_going = False
-    return keep_going
+    return keep_going and not trainer.stop_requested
 
 
 @dataclass
@@ -122,30 +123,84 @@ class Evaluation:
         return "\n".join(self.lines)
 
 
+@dataclass(frozen=True)
+class Progress:
+    """How far training is: ``done`` of ``total`` ``unit``s (e.g. 4096 of 60000 timesteps).
+    The progress bar, ``--resume`` ("Resuming RUN at step 3 of 6") and the Ctrl-C message
+    read it."""
+
+    done: int
+    total: int
+    unit: str = "step"
+
+
 class Trainer(ABC):
     """Trains a Policy on an Env (or a dataset) with an Objective.
 
-    Backends (rlkit's native loops, Stable-Baselines3, TRL) all implement this, so the CLI,
-    the run directory and ``rlkit eval`` treat them alike. ``task`` and ``backend`` name the
-    trainer in the registry and in a run's ``config.json``.
+    Backends (rlkit's native loops, Stable-Baselines3, TRL) all implement this, so the training
+    session (``rlkit.session``), the run directory and ``rlkit eval`` treat them alike. This
+    class declares everything the session uses; nothing else is read from a trainer.
+
+    The session builds a trainer as ``Trainer(settings)`` (a new run) or
+    ``Trainer.load(model_dir, settings)`` (``--resume``, ``rlkit eval``), where ``settings`` is
+    the dataclass instance the TrainerSpec names, and ``model_dir`` is always the run's
+    ``model/`` folder. ``train`` runs to the budget in the settings, from where the trainer is
+    (a loaded one continues), and stops early when a callback returns False or after
+    ``request_stop()`` (Ctrl-C): it finishes the current step and returns normally, so what
+    ``save`` writes is consistent and ``--resume`` continues exactly.
     """
 
     task: ClassVar[str]
     backend: ClassVar[str]
+    #: True when ``evaluate(video=...)`` can record the policy (an environment that renders)
+    records_video: ClassVar[bool] = False
+    #: the settings dataclass instance the trainer was built with (``config.json``'s settings)
+    settings: Any
+    _stop_requested: bool = False
 
     @abstractmethod
     def train(self, callbacks: Sequence[Callback] = ()) -> Mapping[str, float]:
-        """Train until the budget in the config is spent (or a callback stops it)."""
+        """Train until ``progress().done`` reaches its total (or a callback, or
+        ``request_stop``, stops it after a step); a summary of the last metrics."""
 
     @abstractmethod
-    def evaluate(self, episodes: int = 10, video: Path | None = None) -> Evaluation:
-        """Evaluate the current policy; optionally record a video of it."""
+    def progress(self) -> Progress:
+        """Steps done so far and the total the settings ask for."""
+
+    def request_stop(self) -> None:
+        """Ask ``train`` to return after the step under way (Ctrl-C calls this). Trainers that
+        report every step through ``notify_metrics`` honour it with no code of their own."""
+        self._stop_requested = True
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop_requested
+
+    def before_training(self) -> None:  # noqa: B027 - optional hook
+        """Called once before a *new* run's first step (not on ``--resume``), in the main
+        process: e.g. DPO samples answers to compare with after training."""
+
+    def after_training(self, run_dir: Path, summary: Mapping[str, float]) -> list[str]:
+        """Lines to print once training has finished (not when stopped). By default the
+        evaluation the settings ask for: ``eval_episodes`` episodes (0: none)."""
+        episodes = getattr(self.settings, "eval_episodes", None)
+        if episodes == 0:
+            return []
+        return [str(self.evaluate(episodes))]
 
     @abstractmethod
-    def save(self, path: Path) -> None:
-        """Write everything needed to ``load`` and keep training into the directory ``path``."""
+    def evaluate(self, episodes: int | None = None, video: Path | None = None) -> Evaluation:
+        """Evaluate the current policy on ``episodes`` episodes (None: the trainer's own
+        default); ``video`` records it (only where ``records_video``)."""
+
+    @abstractmethod
+    def save(self, model_dir: Path) -> None:
+        """Write everything ``load`` needs to evaluate and keep training into ``model_dir``
+        (the run's ``model/`` folder); a save interrupted midway keeps the previous one."""
 
     @classmethod
     @abstractmethod
-    def load(cls, path: Path) -> Trainer:
-        """Rebuild a trainer from a directory written by ``save``."""
+    def load(cls, model_dir: Path, settings: Any = None) -> Trainer:
+        """Rebuild a trainer from ``save``'s ``model_dir``, with ``settings`` (the run's, maybe
+        changed by ``--resume``; None: those saved with the model, where the trainer keeps
+        them)."""

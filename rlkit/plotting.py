@@ -47,6 +47,35 @@ def _metrics_of(run: Run) -> list[str]:
     return seen
 
 
+def check_plottable(runs: Sequence[Run], metrics: Sequence[str] | None = None) -> None:
+    """Refuse, in one line, a plot that would come out empty or drop a run without a word.
+
+    Runs of different tasks are not overlaid: their metrics and x axes differ (a CartPole
+    run's reward per timestep against a DPO run's loss per step), so one figure would show
+    one of them and silently leave the other out; plot each on its own instead."""
+    from rlkit.errors import UsageError
+
+    empty = [str(r.path) for r in runs if not r.rows]
+    if empty:
+        raise UsageError(f"{empty[0]} has no metrics yet (metrics.csv is missing or empty)")
+    tasks = {r.task for r in runs}
+    if len(tasks) > 1:
+        listed = "; ".join(f"{r.path} is {r.task}" for r in runs)
+        raise UsageError(
+            f"cannot overlay runs of different tasks ({listed}): their metrics differ; "
+            "plot each one on its own"
+        )
+    if metrics:
+        have = {k for r in runs for row in r.rows for k in row}
+        missing = [m for m in metrics if m not in have]
+        if missing:
+            known = sorted(have - {"step"})
+            raise UsageError(
+                f"no metric {missing[0]!r} in {', '.join(str(r.path) for r in runs)}; "
+                f"it has: {', '.join(known)}"
+            )
+
+
 def plot_runs(runs: Sequence[Run], out: Path, metrics: Sequence[str] | None = None) -> Path:
     """Draw one figure for one or more runs and save it as PNG at ``out``."""
     import matplotlib
@@ -63,7 +92,10 @@ def plot_runs(runs: Sequence[Run], out: Path, metrics: Sequence[str] | None = No
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.8 * rows), squeeze=False)
     flat = list(axes.flat)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    labels = [f"{r.path.name}" for r in runs]
+    labels = [
+        f"{r.path.name} ({r.algo}, {r.backend}, {r.code})" if len(runs) > 1 else r.path.name
+        for r in runs
+    ]
 
     ax = flat[0]
     twin = ax.twinx() if len(headline) == 2 else None
@@ -109,8 +141,12 @@ def plot_runs(runs: Sequence[Run], out: Path, metrics: Sequence[str] | None = No
     for panel in flat[n_panels:]:
         panel.set_visible(False)
 
-    suptitle = runs[0].config.get("task", "") + " / " + runs[0].config.get("backend", "")
-    fig.suptitle(suptitle if len(runs) == 1 else f"{len(runs)} runs", fontsize=11)
+    if len(runs) == 1:
+        suptitle = runs[0].title
+    else:
+        titles = list(dict.fromkeys(r.title for r in runs))
+        suptitle = f"{len(runs)} runs: " + ("; ".join(titles) if len(titles) <= 3 else runs[0].task)
+    fig.suptitle(suptitle, fontsize=11)
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

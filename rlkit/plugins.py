@@ -117,21 +117,26 @@ def _reset_caches() -> None:
     _cache.clear()
 
 
-def _collect(hook_name: str, key: Callable[[Any], Any]) -> dict[Any, Any]:
+def _collect(
+    hook_name: str,
+    key: Callable[[Any], Any],
+    expand: Callable[[Any], list[Any]] = lambda item: [item],
+) -> dict[Any, Any]:
     if hook_name in _cache:
         return _cache[hook_name]
     found: dict[Any, Any] = {}
 
     def make_register(plugin_name: str) -> Callable[[Any], None]:
         def register(item: Any) -> None:
-            item = replace(item, plugin=plugin_name)
-            k = key(item)
-            if k in found:
-                broken.setdefault(
-                    plugin_name, f"{hook_name}: {k!r} is already registered by {found[k].plugin}"
-                )
-                return
-            found[k] = item
+            for one in expand(replace(item, plugin=plugin_name)):
+                k = key(one)
+                if k in found:
+                    broken.setdefault(
+                        plugin_name,
+                        f"{hook_name}: {k!r} is already registered by {found[k].plugin}",
+                    )
+                    continue
+                found[k] = one
 
         return register
 
@@ -150,9 +155,19 @@ def get_envs() -> dict[str, EnvSpec]:
     return _collect("register_envs", lambda e: e.name)
 
 
-def get_trainers() -> dict[tuple[str, str], TrainerSpec]:
-    """Registered trainers by ``(task, backend)``."""
-    return _collect("register_trainers", lambda t: (t.task, t.backend))
+def get_trainers() -> dict[tuple[str, str, str], TrainerSpec]:
+    """Registered trainers by ``(task, backend, algorithm)``, in registration order: a spec
+    offering several algorithms is kept once per algorithm (``spec.algorithm`` names it)."""
+    return _collect(
+        "register_trainers",
+        lambda t: (t.task, t.backend, t.algorithm),
+        lambda t: [replace(t, algorithms=(a,)) for a in t.algorithms] or [t],
+    )
+
+
+def trainers_of(task: str) -> list[TrainerSpec]:
+    """The trainers of one task, in registration order (the first is the default)."""
+    return [spec for spec in get_trainers().values() if spec.task == task]
 
 
 def register_commands(cli: Any, train: Any) -> dict[str, list[str]]:
@@ -183,10 +198,16 @@ def plugin_infos(commands: dict[str, list[str]] | None = None) -> list[PluginInf
         infos.setdefault(ex.plugin, PluginInfo(ex.plugin)).exercises.append(ex.name)
     for env in get_envs().values():
         infos.setdefault(env.plugin, PluginInfo(env.plugin)).envs.append(env.name)
+    tasks: dict[str, str] = {}  # task → the plugin whose trainer comes first: its command
     for tr in get_trainers().values():
         infos.setdefault(tr.plugin, PluginInfo(tr.plugin)).trainers.append(
-            f"{tr.task}/{tr.backend}"
+            f"{tr.task}/{tr.backend}/{tr.algorithm}"
         )
+        tasks.setdefault(tr.task, tr.plugin)
+    for task, name in tasks.items():
+        infos.setdefault(name, PluginInfo(name)).commands.append(f"train {task}")
     for name, cmds in (commands or {}).items():
         infos.setdefault(name, PluginInfo(name)).commands.extend(cmds)
+    for info in infos.values():
+        info.commands = sorted(set(info.commands))
     return sorted(infos.values(), key=lambda i: i.name)

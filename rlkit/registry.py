@@ -36,10 +36,15 @@ def resolve(ref: Ref) -> Any:
 
 @dataclass(frozen=True)
 class Exercise:
-    """An exercise: a module of functions students write, with its reference and its checks.
+    """An exercise, one self-contained unit: the functions students write, their stub, the
+    reference solution, the checks, and the catalogue of classic mistakes and correct
+    alternatives. Every part is named by import path (nothing loads at registration).
 
     ``name`` is the file students edit (``ppo`` → ``ppo.py``) and leads everywhere: the stub
-    ``exercises.ppo``, the solution ``solutions.ppo``, the checks, the notebook.
+    ``exercises.ppo``, the solution ``solutions.ppo``, the checks ``grader.checks.ppo`` (with
+    their stored vectors beside them, and any judge specific to the exercise, named in a
+    check as ``"pkg.module:function"``), the mistakes ``rlkit_course.mistakes.ppo``
+    (``MISTAKES``, ``ALTERNATIVES``), the notebook. See grader/README.md.
     """
 
     name: str
@@ -50,6 +55,8 @@ class Exercise:
     title: str = ""
     order: int = 100
     plugin: str = ""
+    #: module with ``MISTAKES: list[grader.spec.Mistake]`` and ``ALTERNATIVES: list[Alternative]``
+    mistakes: str | None = None
 
 
 @dataclass(frozen=True)
@@ -67,7 +74,17 @@ class EnvSpec:
 
 @dataclass(frozen=True)
 class TrainerSpec:
-    """A trainer for one task on one backend, e.g. (``cartpole``, ``sb3``)."""
+    """A trainer: one task, one backend, the algorithms it offers, e.g. (``cartpole``,
+    ``native``, ``ppo``). The registry keeps one entry per (task, backend, algorithm), so a
+    plugin can add an algorithm to another plugin's task (``cartpole --algo dqn``).
+
+    ``settings`` names the settings dataclass (a light module: no torch) whose fields become
+    ``rlkit train TASK``'s options (see ``rlkit.settings``); ``exercises`` are the exercises
+    whose functions the trainer calls (``--path`` checks them before training);
+    ``plot_metrics`` are drawn in ``curves.png`` (the first two share the headline panel)
+    against ``x_metric``; ``task_help`` is ``rlkit train TASK --help``'s text (the first spec
+    of a task that has one gives it).
+    """
 
     task: str
     backend: str
@@ -75,7 +92,25 @@ class TrainerSpec:
     description: str = ""
     algorithms: tuple[str, ...] = field(default_factory=tuple)
     plugin: str = ""
+    settings: Ref | None = None
+    exercises: tuple[str, ...] = field(default_factory=tuple)
+    plot_metrics: tuple[str, ...] = field(default_factory=tuple)
+    x_metric: str = "step"
+    task_help: str = ""
+
+    @property
+    def algorithm(self) -> str:
+        """The (first) algorithm; a trainer that names none trains "its task's" algorithm."""
+        return self.algorithms[0] if self.algorithms else self.task
 
     def load(self) -> Any:
         """The Trainer class."""
         return resolve(self.factory)
+
+    def settings_class(self) -> type:
+        """The settings dataclass (an empty one when the trainer registered none)."""
+        if self.settings is None:
+            from rlkit.settings import NoSettings
+
+            return NoSettings
+        return resolve(self.settings)

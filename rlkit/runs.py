@@ -88,6 +88,7 @@ class Run(Callback):
         settings: Mapping[str, Any],
         plot_metrics: Sequence[str] = (),
         x_metric: str = "step",
+        algo: str | None = None,
     ) -> Run:
         """Start a new run directory (``path`` must not hold a run already)."""
         path = Path(path) if path is not None else default_run_dir(task, backend)
@@ -97,6 +98,7 @@ class Run(Callback):
         config = {
             "task": task,
             "backend": backend,
+            "algo": algo if algo is not None else settings.get("algo", task),
             "settings": _jsonable(dict(settings)),
             "plot": {"x": x_metric, "metrics": list(plot_metrics)},
             "versions": library_versions(),
@@ -142,6 +144,27 @@ class Run(Callback):
     @property
     def backend(self) -> str:
         return str(self.config["backend"])
+
+    @property
+    def algo(self) -> str:
+        """The algorithm (older runs recorded it in their settings only)."""
+        return str(self.config.get("algo") or self.settings.get("algo") or self.task)
+
+    @property
+    def code(self) -> str:
+        """Whose code trained: "your code" (``--path``/``--impl student``), "reference
+        solution", or the backend library's own."""
+        impl = self.settings.get("impl")
+        if impl == "student":
+            return "your code"
+        if impl == "solution":
+            return "reference solution"
+        return f"{self.backend}'s own code"
+
+    @property
+    def title(self) -> str:
+        """``cartpole · reinforce · native · your code``: what a plot is of."""
+        return f"{self.task} · {self.algo} · {self.backend} · {self.code}"
 
     @property
     def settings(self) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import gymnasium as gym
 import pytest
 import torch
 
-from rlkit.interfaces import Callback, Env, Evaluation, Objective, Policy, Trainer
+from rlkit.interfaces import Callback, Env, Evaluation, Objective, Policy, Progress, Trainer
 from rlkit.runs import Run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,8 +73,9 @@ def test_bandit_trains_logs_and_reloads(tmp_path: Path) -> None:
     assert any(p.name.startswith("events.out.tfevents") for p in (run.path / "tb").iterdir())
     assert run.plot().stat().st_size > 10_000
 
-    trainer.save(run.path)
-    again = BanditTrainer.load(run.path)
+    trainer.save(run.model_dir)
+    again = BanditTrainer.load(run.model_dir)
+    assert again.progress() == trainer.progress() == Progress(150, 150)
     assert again.best_arm_probability() == pytest.approx(trainer.best_arm_probability())
     result = again.evaluate(episodes=50)
     assert isinstance(result, Evaluation) and str(result).startswith("Mean reward: ")

@@ -38,7 +38,7 @@ def test_third_party_plugin_is_discovered(bandit_plugin: Path) -> None:
     by_name = {p["name"]: p for p in json.loads(result.stdout)}
     assert by_name["bandit"]["distribution"] == "rlkit-bandit"
     assert by_name["bandit"]["envs"] == ["Bandit-v0"]
-    assert by_name["bandit"]["trainers"] == ["bandit/native"]
+    assert by_name["bandit"]["trainers"] == ["bandit/native/reinforce"]
     assert by_name["bandit"]["commands"] == ["train bandit"]
     assert "course" in by_name  # built-ins load the same way, side by side
 
@@ -134,7 +134,7 @@ def test_plugin_registered_at_runtime() -> None:
     try:
         envs = plugins.get_envs()
         assert envs["Runtime-v0"].plugin == "runtime"
-        assert ("runtime", "native") in plugins.get_trainers()
+        assert ("runtime", "native", "runtime") in plugins.get_trainers()
     finally:
         plugins.unregister_plugin(name)
     assert "Runtime-v0" not in plugins.get_envs()

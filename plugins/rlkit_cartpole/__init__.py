@@ -1,8 +1,9 @@
 """CartPole: the course's SB3 run and rlkit's native REINFORCE/PPO trainers.
 
 Registered through the ``rlkit`` entry-point group like any third-party plugin. Nothing heavy
-is imported here: the env, the trainers and the command are named by import path and load
-only when used, so ``rlkit --help`` stays instant.
+is imported here: the env, the trainers and their settings are named by import path and load
+only when used, so ``rlkit --help`` stays instant. ``rlkit train cartpole`` itself (options,
+progress, Ctrl-C, ``--resume``, the run directory) is the core's training session.
 """
 
 from __future__ import annotations
@@ -11,15 +12,29 @@ from rlkit import hookimpl
 from rlkit.registry import EnvSpec, TrainerSpec
 
 TASK = "cartpole"
-#: backend → (trainer import path, algorithms it offers, the first one being the default)
-TRAINERS = {
-    "sb3": ("rlkit_cartpole.sb3:SB3Trainer", ("ppo", "a2c")),
-    "native": ("rlkit_cartpole.native:NativeTrainer", ("ppo", "reinforce")),
-}
-DESCRIPTIONS = {
-    "sb3": "Stable-Baselines3 with the course's settings",
-    "native": "rlkit's own loop on the exercise functions (--impl student)",
-}
+SETTINGS = "rlkit_cartpole.settings"
+#: the first two share the headline panel: reward rising while entropy falls
+SCISSORS = ("episode_reward", "entropy", "episode_length", "policy_loss")
+HELP = """Train an agent to balance CartPole-v1, then print `Mean reward: X +/- Y`.
+
+\b
+  rlkit train cartpole                          the course's SB3 PPO run
+  rlkit train cartpole --backend native         rlkit's PPO on the reference solutions
+  rlkit train cartpole --algo reinforce --path my-work      your REINFORCE
+  rlkit train cartpole --resume runs/cartpole-native-...    continue a run
+"""
+#: (backend, algorithm, trainer, settings, exercises, extra curves, description); the first
+#: is the default, and the first backend offering an algorithm is that algorithm's default
+TRAINERS = (
+    ("sb3", "ppo", "rlkit_cartpole.sb3:SB3Trainer", "SB3Config", (), ("value_loss", "approx_kl"),
+     "Stable-Baselines3 with the course's settings"),
+    ("sb3", "a2c", "rlkit_cartpole.sb3:SB3Trainer", "SB3Config", (), ("value_loss",),
+     "Stable-Baselines3 with the course's settings"),
+    ("native", "ppo", "rlkit_cartpole.native:NativeTrainer", "PPOConfig", ("log_prob", "ppo"),
+     ("value_loss", "approx_kl"), "rlkit's own loop on the exercise functions (--path: yours)"),
+    ("native", "reinforce", "rlkit_cartpole.native:NativeTrainer", "ReinforceConfig",
+     ("log_prob", "reinforce"), (), "rlkit's own loop on the exercise functions (--path: yours)"),
+)  # fmt: skip
 
 
 @hookimpl
@@ -35,12 +50,18 @@ def register_envs(register):
 
 @hookimpl
 def register_trainers(register):
-    for backend, (factory, algorithms) in TRAINERS.items():
-        register(TrainerSpec(TASK, backend, factory, DESCRIPTIONS[backend], algorithms))
-
-
-@hookimpl
-def register_commands(cli, train):
-    from rlkit_cartpole.cli import cartpole_command
-
-    train.add_command(cartpole_command)
+    for backend, algo, factory, settings, exercises, curves, description in TRAINERS:
+        register(
+            TrainerSpec(
+                TASK,
+                backend,
+                factory,
+                description,
+                algorithms=(algo,),
+                settings=f"{SETTINGS}:{settings}",
+                exercises=exercises,
+                plot_metrics=(*SCISSORS, *curves),
+                x_metric="timesteps",
+                task_help=HELP,
+            )
+        )

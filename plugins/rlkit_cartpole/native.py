@@ -27,113 +27,29 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from rlkit.errors import UsageError
-from rlkit.interfaces import Callback, Evaluation, Trainer, notify_metrics
+from rlkit.interfaces import Callback, Evaluation, Progress, Trainer, notify_metrics
 from rlkit.runs import written_whole
 from rlkit_cartpole.env import evaluate_actions, evaluation, make_vec_env
 from rlkit_cartpole.objectives import PPOObjective, ReinforceObjective
 from rlkit_cartpole.policy import CartPolePolicy
-from rlkit_cartpole.runtime import model_folder, torch_threads
+from rlkit_cartpole.runtime import torch_threads
+from rlkit_cartpole.settings import (  # noqa: F401 - the native settings, importable from here
+    CONFIGS,
+    NativeConfig,
+    PPOConfig,
+    ReinforceConfig,
+    make_config,
+)
 
 CHECKPOINT = "checkpoint.pt"
 TRAINER_JSON = "trainer.json"
-
-
-@dataclass
-class NativeConfig:
-    """Settings shared by the native algorithms (see the subclasses for each one's defaults)."""
-
-    algo: ClassVar[str] = ""
-    impl: str = "solution"  # "solution" (reference) or "student" (the files in ``path``)
-    path: str | None = None  # the student's workspace (log_prob.py, reinforce.py, ppo.py)
-    timesteps: int = 100_000  # environment steps to train for
-    seed: int = 0
-    num_envs: int = 8  # CartPoles stepped side by side
-    learning_rate: float = 1e-3
-    gamma: float = 0.99
-    hidden: int = 64  # units in each of the two hidden layers
-    activation: str = "tanh"  # "tanh" (as SB3's MlpPolicy) or "relu"
-    threads: int = 1  # torch CPU threads; one is fastest for a 2×64 MLP
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
-                raise UsageError(f"{f.name} must not be negative, not {value}")
-        for name in ("timesteps", "num_envs", "hidden", "threads", "n_steps", "minibatches"):
-            if getattr(self, name, 1) < 1:
-                raise UsageError(f"{name} must be at least 1, not {getattr(self, name)}")
-        if self.activation not in ("tanh", "relu"):
-            raise UsageError(f"activation must be tanh or relu, not {self.activation!r}")
-        if self.impl not in ("solution", "student"):
-            raise UsageError(f"impl must be solution or student, not {self.impl!r}")
-
-    def settings(self) -> dict[str, Any]:
-        """Every setting, for config.json."""
-        return {"algo": self.algo, **asdict(self)}
-
-
-@dataclass
-class PPOConfig(NativeConfig):
-    """PPO-clip with a critic. The defaults are tuned for wall-clock time to solve CartPole on
-    2 CPU cores (``benchmarks/cartpole.py``; a sweep over 20 seeds): a batch of 16 envs × 32
-    steps, 10 epochs of one full-batch gradient step each (on a net this small a gradient step
-    costs the same for 64 or 512 samples, so few large steps are cheap), a large learning rate,
-    γ = 0.98 and λ = 0.8 (CartPole rewards every step; a short horizon is enough), no entropy
-    bonus. Over seeds 0–19 the median run first passes the 10-episode evaluation after ~10k
-    environment steps (SB3 with the course's settings: ~16–20k), at ~10k steps per second."""
-
-    algo: ClassVar[str] = "ppo"
-    timesteps: int = 60_000
-    num_envs: int = 16
-    n_steps: int = 32  # steps per env per update: a batch of num_envs × n_steps
-    epochs: int = 10
-    minibatches: int = 1
-    learning_rate: float = 7e-3
-    gamma: float = 0.98
-    gae_lambda: float = 0.8
-    clip_eps: float = 0.2
-    vf_coef: float = 0.5
-    ent_coef: float = 0.0
-    max_grad_norm: float = 0.5
-    anneal_lr: bool = False  # decay the learning rate linearly to 0 at ``timesteps``
-
-
-@dataclass
-class ReinforceConfig(NativeConfig):
-    """REINFORCE with standardized returns (the mean is a baseline); one whole episode per env
-    per update."""
-
-    algo: ClassVar[str] = "reinforce"
-    timesteps: int = 100_000
-    num_envs: int = 8  # episodes per update
-    learning_rate: float = 3e-3
-    gamma: float = 0.99
-    normalize: bool = True
-
-
-CONFIGS: dict[str, type[NativeConfig]] = {"ppo": PPOConfig, "reinforce": ReinforceConfig}
-
-
-def make_config(algo: str, **settings: Any) -> NativeConfig:
-    """The config of ``algo`` with ``settings`` (``None`` values keep the defaults)."""
-    if algo not in CONFIGS:
-        raise UsageError(
-            f"unknown algorithm {algo!r} for the native backend; use one of: {', '.join(CONFIGS)}"
-        )
-    cls = CONFIGS[algo]
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(settings) - known - {"algo"})
-    if unknown:
-        raise UsageError(f"unknown setting(s) for native {algo}: {', '.join(unknown)}")
-    return cls(**{k: v for k, v in settings.items() if k in known and v is not None})
 
 
 class NativeTrainer(Trainer):
@@ -141,9 +57,10 @@ class NativeTrainer(Trainer):
 
     task = "cartpole"
     backend = "native"
+    records_video = True
 
     def __init__(self, config: NativeConfig) -> None:
-        self.config = config
+        self.settings = self.config = config
         with torch.random.fork_rng(devices=[]):  # seed the initialization, not the world
             torch.manual_seed(config.seed)
             self.policy = CartPolePolicy(
@@ -157,7 +74,6 @@ class NativeTrainer(Trainer):
         self.rng = np.random.default_rng(config.seed)
         self.timesteps = 0
         self.updates = 0
-        self.interrupted = False
         self._objective: PPOObjective | ReinforceObjective | None = None
 
     @property
@@ -177,20 +93,18 @@ class NativeTrainer(Trainer):
         return self._objective
 
     # -- training --------------------------------------------------------------------------
+    def progress(self) -> Progress:
+        return Progress(self.timesteps, self.config.timesteps, "timestep")
+
     def train(self, callbacks: Sequence[Callback] = ()) -> dict[str, float]:
-        """Train until ``config.timesteps`` steps in total; Ctrl-C stops cleanly
-        (``self.interrupted``), leaving a policy that ``save`` can write."""
+        """Train until ``config.timesteps`` steps in total; ``request_stop`` (Ctrl-C) stops
+        after the update under way, leaving a policy that ``save`` can write."""
         loop = self._train_ppo if self.config.algo == "ppo" else self._train_reinforce
-        self.interrupted = False
         objective = self.objective  # a missing student file fails here, before any step
         for callback in callbacks:
             callback.on_train_start(self)
         with torch_threads(self.config.threads):
-            try:
-                last = loop(objective, callbacks)
-            except KeyboardInterrupt:
-                self.interrupted = True
-                last = {}
+            last = loop(objective, callbacks)
         for callback in callbacks:
             callback.on_train_end(self)
         return {"timesteps": float(self.timesteps), "updates": float(self.updates), **last}
@@ -356,8 +270,10 @@ class NativeTrainer(Trainer):
         """The deterministic (likeliest) action for each observation."""
         return self.policy.act(obs, deterministic=True)
 
-    def evaluate(self, episodes: int = 10, video: Path | None = None) -> Evaluation:
-        """``episodes`` deterministic episodes side by side; the course's ``Mean reward`` line."""
+    def evaluate(self, episodes: int | None = None, video: Path | None = None) -> Evaluation:
+        """``episodes`` (default 10) deterministic episodes side by side; the course's
+        ``Mean reward`` line."""
+        episodes = 10 if episodes is None else episodes
         with torch_threads(self.config.threads):
             returns = evaluate_actions(self.act, episodes, seed=10_000 + self.config.seed)
             return evaluation(returns, self.act, video, seed=self.config.seed)
@@ -385,12 +301,14 @@ class NativeTrainer(Trainer):
             partial.write_text(json.dumps(info, indent=2) + "\n")
 
     @classmethod
-    def load(cls, path: Path) -> NativeTrainer:
-        """Rebuild from ``save``'s folder, or from a run directory (its ``model/``)."""
-        path = model_folder(Path(path))
+    def load(cls, path: Path, settings: NativeConfig | None = None) -> NativeTrainer:
+        """Rebuild from ``save``'s folder, with ``settings`` (the run's; None: the saved ones)."""
+        path = Path(path)
         try:
             info = json.loads((path / TRAINER_JSON).read_text())
-            trainer = cls(make_config(info["algo"], **info["config"]))
+            if settings is None:
+                settings = make_config(info["algo"], **info["config"])
+            trainer = cls(settings)
             state = torch.load(path / CHECKPOINT, weights_only=False)
             trainer.policy.load_state_dict(state["policy"])
             trainer.optimizer.load_state_dict(state["optimizer"])

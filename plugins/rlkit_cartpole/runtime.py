@@ -1,10 +1,9 @@
-"""Small pieces both trainers share: the CPU thread count, and where a run keeps its model."""
+"""What both CartPole trainers share: the CPU thread count."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from pathlib import Path
 
 import torch
 
@@ -22,10 +21,3 @@ def torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def model_folder(path: Path) -> Path:
-    """A run directory's ``model/`` folder, or ``path`` itself (a folder written by ``save``)."""
-    if (path / "config.json").is_file() and (path / "model").is_dir():
-        return path / "model"
-    return path

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from stable_baselines3 import A2C, PPO
@@ -27,10 +26,11 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from rlkit.errors import UsageError
-from rlkit.interfaces import Callback, Evaluation, Trainer, notify_metrics
+from rlkit.interfaces import Callback, Evaluation, Progress, Trainer, notify_metrics
 from rlkit.runs import written_whole
 from rlkit_cartpole.env import evaluation, make_env
-from rlkit_cartpole.runtime import model_folder, torch_threads
+from rlkit_cartpole.runtime import torch_threads
+from rlkit_cartpole.settings import SB3Config
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C}
 MODEL_ZIP = "model.zip"
@@ -47,18 +47,8 @@ _SB3_KEYS = {
 }
 
 
-@dataclass
-class SB3Config:
-    """The course's settings: SB3's defaults for ``"MlpPolicy"`` (2×64 tanh MLP, separate
-    actor and critic), 80,000 steps."""
-
-    algo: str = "ppo"
-    timesteps: int = 80_000
-    seed: int = 0
-    threads: int = 1  # torch CPU threads (not an SB3 setting: one is fastest for this MLP)
-
-    def settings(self) -> dict[str, Any]:
-        return asdict(self)
+class _Stop(Exception):
+    """Raised where a rollout starts, to end ``learn`` exactly after the update before it."""
 
 
 class _ForwardMetrics(BaseCallback):
@@ -66,7 +56,9 @@ class _ForwardMetrics(BaseCallback):
 
     SB3's ``learn`` loop is: collect a rollout → log → ``train()``. ``train()`` records its
     losses in the logger, so they are read when the next rollout starts (and when training
-    ends), together with the episodes finished in the rollout they were trained on.
+    ends), together with the episodes finished in the rollout they were trained on. When a
+    callback or ``request_stop`` (Ctrl-C) stops training there, ``learn`` ends before the next
+    rollout takes a step, so the saved model has trained exactly the steps it reports.
     """
 
     def __init__(self, trainer: SB3Trainer, callbacks: Sequence[Callback]) -> None:
@@ -90,6 +82,8 @@ class _ForwardMetrics(BaseCallback):
 
     def _on_rollout_start(self) -> None:
         self._report()
+        if self.stop:
+            raise _Stop
 
     def _on_training_end(self) -> None:
         self._report()
@@ -118,6 +112,7 @@ class SB3Trainer(Trainer):
 
     task = "cartpole"
     backend = "sb3"
+    records_video = True
 
     def __init__(self, config: SB3Config, model: BaseAlgorithm | None = None) -> None:
         if config.algo not in ALGORITHMS:
@@ -129,16 +124,22 @@ class SB3Trainer(Trainer):
         if model is None:
             model = ALGORITHMS[config.algo]("MlpPolicy", make_env(), seed=config.seed, verbose=0)
         self.model = model
-        self.interrupted = False
+
+    @property
+    def settings(self) -> SB3Config:  # type: ignore[override]
+        return self.config
 
     @property
     def timesteps(self) -> int:
         return int(self.model.num_timesteps)
 
+    def progress(self) -> Progress:
+        return Progress(self.timesteps, self.config.timesteps, "timestep")
+
     def train(self, callbacks: Sequence[Callback] = ()) -> dict[str, float]:
-        """``model.learn`` up to ``config.timesteps`` steps in total; Ctrl-C stops cleanly."""
+        """``model.learn`` up to ``config.timesteps`` steps in total; a callback returning
+        False or ``request_stop`` (Ctrl-C) stops it after an update."""
         remaining = self.config.timesteps - self.timesteps
-        self.interrupted = False
         for callback in callbacks:
             callback.on_train_start(self)
         if remaining > 0:
@@ -150,8 +151,8 @@ class SB3Trainer(Trainer):
                         log_interval=1,
                         reset_num_timesteps=False,
                     )
-            except KeyboardInterrupt:
-                self.interrupted = True
+            except _Stop:
+                pass
         for callback in callbacks:
             callback.on_train_end(self)
         return {"timesteps": float(self.timesteps)}
@@ -161,8 +162,9 @@ class SB3Trainer(Trainer):
         actions, _ = self.model.predict(obs, deterministic=True)
         return actions
 
-    def evaluate(self, episodes: int = 10, video: Path | None = None) -> Evaluation:
+    def evaluate(self, episodes: int | None = None, video: Path | None = None) -> Evaluation:
         """The course's ``evaluate_policy(model, env, n_eval_episodes=10)``."""
+        episodes = 10 if episodes is None else episodes
         env = DummyVecEnv([lambda: Monitor(make_env())])
         env.seed(10_000 + self.config.seed)
         try:
@@ -189,12 +191,12 @@ class SB3Trainer(Trainer):
             partial.write_text(json.dumps(info, indent=2) + "\n")
 
     @classmethod
-    def load(cls, path: Path) -> SB3Trainer:
-        """Rebuild from ``save``'s folder, or from a run directory (its ``model/``)."""
-        path = model_folder(Path(path))
+    def load(cls, path: Path, settings: SB3Config | None = None) -> SB3Trainer:
+        """Rebuild from ``save``'s folder, with ``settings`` (the run's; None: the saved ones)."""
+        path = Path(path)
         try:
             info = json.loads((path / TRAINER_JSON).read_text())
-            config = SB3Config(**info["config"])
+            config = settings if settings is not None else SB3Config(**info["config"])
             algorithm = ALGORITHMS[config.algo]
             model = algorithm.load(path / MODEL_ZIP, env=make_env())
         except (OSError, ValueError, KeyError, TypeError) as exc:

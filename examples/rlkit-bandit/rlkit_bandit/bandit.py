@@ -7,8 +7,8 @@ arm from π, receive a reward, make the rewarded arm likelier.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,17 @@ import numpy as np
 import torch
 
 from rlkit.impl import load_exercise_functions
-from rlkit.interfaces import Callback, Evaluation, Objective, Policy, Trainer, notify_metrics
+from rlkit.interfaces import (
+    Callback,
+    Evaluation,
+    Objective,
+    Policy,
+    Progress,
+    Trainer,
+    notify_metrics,
+)
+from rlkit.runs import written_whole
+from rlkit_bandit.settings import BanditConfig, BanditSettings  # noqa: F401 - BanditConfig: old name
 
 
 class TwoArmedBandit(gym.Env):
@@ -77,35 +87,38 @@ class ReinforceObjective(Objective):
         return loss, {"loss": loss.item(), "entropy": entropy.item()}
 
 
-@dataclass
-class BanditConfig:
-    steps: int = 300
-    batch_size: int = 16
-    learning_rate: float = 0.1
-    seed: int = 0
-    impl: str = "solution"
-
-
 class BanditTrainer(Trainer):
+    """REINFORCE on the bandit. Everything a run needs from a trainer is here: ``train`` from
+    where it is to ``settings.steps``, ``progress``, ``evaluate``, ``save``/``load`` of the
+    whole state (so ``--resume`` continues exactly). Ctrl-C needs no code: ``notify_metrics``
+    returns False once the session asked the trainer to stop."""
+
     task = "bandit"
     backend = "native"
 
-    def __init__(self, config: BanditConfig) -> None:
-        self.config = config
-        torch.manual_seed(config.seed)
+    def __init__(self, settings: BanditSettings) -> None:
+        self.settings = settings
+        torch.manual_seed(settings.seed)
         self.env = TwoArmedBandit()
-        SoftmaxPolicy.fns = load_exercise_functions("log_prob", config.impl)
+        path = Path(settings.path) if settings.path else None
+        SoftmaxPolicy.fns = load_exercise_functions("log_prob", settings.impl, path)
         self.policy = SoftmaxPolicy()
-        self.objective = ReinforceObjective(load_exercise_functions("reinforce", config.impl))
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.learning_rate)
-        self.env.reset(seed=config.seed)
+        self.objective = ReinforceObjective(
+            load_exercise_functions("reinforce", settings.impl, path)
+        )
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=settings.learning_rate)
+        self.env.reset(seed=settings.seed)
+        self.step = 0
+
+    def progress(self) -> Progress:
+        return Progress(self.step, self.settings.steps)
 
     def train(self, callbacks: Sequence[Callback] = ()) -> dict[str, float]:
         metrics: dict[str, float] = {}
         for cb in callbacks:
             cb.on_train_start(self)
-        for step in range(1, self.config.steps + 1):
-            states = torch.zeros(self.config.batch_size, 1)
+        while self.step < self.settings.steps:
+            states = torch.zeros(self.settings.batch_size, 1)
             with torch.no_grad():
                 actions = self.policy.act(states)
             rewards = torch.tensor([self.env.step(int(a))[1] for a in actions])
@@ -114,8 +127,9 @@ class BanditTrainer(Trainer):
             self.optimizer.zero_grad()
             loss.backward()
             self.optimizer.step()
+            self.step += 1
             metrics["reward"] = float(rewards.mean())
-            if not notify_metrics(callbacks, self, step, metrics):
+            if not notify_metrics(callbacks, self, self.step, metrics):
                 break
         for cb in callbacks:
             cb.on_train_end(self)
@@ -124,8 +138,14 @@ class BanditTrainer(Trainer):
     def best_arm_probability(self) -> float:
         return float(torch.softmax(self.policy.logits.detach(), -1)[1])
 
-    def evaluate(self, episodes: int = 10, video: Path | None = None) -> Evaluation:
-        states = torch.zeros(episodes, 1)
+    def after_training(self, run_dir: Path, summary: Mapping[str, float]) -> list[str]:
+        return [*super().after_training(run_dir, summary), self.best_arm_line()]
+
+    def best_arm_line(self) -> str:
+        return f"P(best arm) = {self.best_arm_probability():.3f}; arm 1 pays 0.8, arm 0 pays 0.2"
+
+    def evaluate(self, episodes: int | None = None, video: Path | None = None) -> Evaluation:
+        states = torch.zeros(episodes or 10, 1)
         with torch.no_grad():
             actions = self.policy.act(states, deterministic=True)
         rewards = np.array([self.env.step(int(a))[1] for a in actions])
@@ -134,15 +154,28 @@ class BanditTrainer(Trainer):
             [f"Mean reward: {rewards.mean():.2f} +/- {rewards.std():.2f}"],
         )
 
-    def save(self, path: Path) -> None:
-        path = Path(path) / "model"
-        path.mkdir(parents=True, exist_ok=True)
-        torch.save(self.policy.state_dict(), path / "policy.pt")
-        (path / "trainer.json").write_text(json.dumps(asdict(self.config)))
+    def save(self, model_dir: Path) -> None:
+        model_dir = Path(model_dir)
+        model_dir.mkdir(parents=True, exist_ok=True)
+        state = {
+            "policy": self.policy.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "env_rng": self.env.np_random.bit_generator.state,
+        }
+        with written_whole(model_dir / "state.pt") as partial:
+            torch.save(state, partial)
+        info = {"settings": asdict(self.settings), "step": self.step}
+        (model_dir / "trainer.json").write_text(json.dumps(info))
 
     @classmethod
-    def load(cls, path: Path) -> BanditTrainer:
-        model = Path(path) / "model"
-        trainer = cls(BanditConfig(**json.loads((model / "trainer.json").read_text())))
-        trainer.policy.load_state_dict(torch.load(model / "policy.pt", weights_only=True))
+    def load(cls, model_dir: Path, settings: BanditSettings | None = None) -> BanditTrainer:
+        info = json.loads((Path(model_dir) / "trainer.json").read_text())
+        trainer = cls(settings or BanditSettings(**info["settings"]))
+        state = torch.load(Path(model_dir) / "state.pt", weights_only=False)
+        trainer.policy.load_state_dict(state["policy"])
+        trainer.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        trainer.env.np_random.bit_generator.state = state["env_rng"]
+        trainer.step = int(info["step"])
         return trainer

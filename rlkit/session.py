@@ -1,0 +1,626 @@
+"""The training session: ``rlkit train TASK`` for every registered task, and the whole life of a
+run, owned here once so that a plugin writes only its trainer and its settings.
+
+What the session does for every trainer: builds the command's options from the settings
+dataclass the TrainerSpec names (``rlkit.settings``) plus the shared ones (``--backend``,
+``--algo``, ``--impl``/``--path``, ``--seed``, ``--out``, ``--resume RUN``, ``--set KEY=VALUE``);
+picks the trainer; with ``--path`` runs the public checks of the exercises the trainer uses and
+names what fails (then trains anyway); creates the run directory; shows a progress bar; on
+Ctrl-C lets the step under way finish, saves, prints the command that continues and exits 130
+(a second Ctrl-C stops at once); removes a new run that failed before its first step; saves the
+model and draws the curves; ``--resume RUN`` reopens a run with its own settings (only those
+marked ``resume`` may change), records the resume in ``config.json`` and says where it resumes.
+
+A plugin registers a trainer with its settings (``my_plugin/__init__.py``; keep it light: name
+things by import path so ``rlkit --help`` never imports torch)::
+
+    from rlkit import hookimpl
+    from rlkit.registry import TrainerSpec
+
+    @hookimpl
+    def register_trainers(register):
+        register(
+            TrainerSpec(
+                "bandit",                               # the task: `rlkit train bandit`
+                "native",                               # the backend: --backend native
+                "rlkit_bandit.bandit:BanditTrainer",    # a rlkit.interfaces.Trainer
+                "REINFORCE on a two-armed bandit",
+                algorithms=("reinforce",),              # --algo reinforce (first: the default)
+                settings="rlkit_bandit.settings:BanditSettings",
+                exercises=("log_prob", "reinforce"),    # checked first with --path
+                plot_metrics=("reward", "entropy"),     # curves.png; the first two share a panel
+            )
+        )
+
+and the settings module (no torch in it)::
+
+    from dataclasses import dataclass
+    from rlkit.settings import setting
+
+    @dataclass
+    class BanditSettings:
+        steps: int = setting(300, "Gradient steps in total.", min=1, budget=True)
+        learning_rate: float = setting(0.1, "Adam's step size.", flag="--lr")
+        batch_size: int = 16              # no help: no flag; `--set batch_size=32` still works
+        seed: int = 0                     # --seed, --impl, --path, --algo fill these fields
+        impl: str = "solution"
+        path: str | None = None
+
+The trainer implements ``rlkit.interfaces.Trainer``: ``__init__(settings)``, ``train``
+(reporting every step through ``notify_metrics``, which also honours Ctrl-C), ``progress``,
+``evaluate``, ``save(model_dir)`` and ``load(model_dir, settings)``. That is all:
+``rlkit train bandit``, ``--resume``, Ctrl-C, plots and ``rlkit eval`` come with it.
+
+Adding an algorithm to another plugin's task is the same registration with that task's name:
+``TrainerSpec("cartpole", "native", "rlkit_dqn.native:DQNTrainer", algorithms=("dqn",),
+settings=..., exercises=("dqn",))`` from the DQN plugin makes ``rlkit train cartpole --algo dqn
+--backend native`` work, next to the CartPole plugin's own trainers. The registry keeps one
+trainer per (task, backend, algorithm); the first registered for a task is its default.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from rlkit import settings as st
+from rlkit.errors import RlkitError, UsageError
+from rlkit.registry import TrainerSpec
+
+__all__ = ["TrainGroup", "train_command", "Session", "trainer_of_run", "stop_on_ctrl_c"]
+
+#: the options every task shares; a settings field of one of these names gets no flag
+SHARED = ("backend", "algo", "impl", "path", "seed", "out", "resume", "overrides")
+IMPLS = ("solution", "student")
+
+
+# ---------------------------------------------------------------------------- the command
+class TrainGroup(click.Group):
+    """``rlkit train``: one command per registered task, built when it is asked for (so
+    ``rlkit --help`` imports no settings module); commands a plugin adds itself come first."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        from rlkit.plugins import get_trainers
+
+        tasks = {spec.task for spec in get_trainers().values()}
+        return sorted(tasks | set(self.commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        from rlkit.plugins import trainers_of
+
+        specs = trainers_of(cmd_name)
+        return train_command(cmd_name, specs) if specs else None
+
+
+def train_command(task: str, specs: Sequence[TrainerSpec]) -> click.Command:
+    """``rlkit train TASK``: the shared options, then every settings field that has help."""
+    backends = list(dict.fromkeys(s.backend for s in specs))
+    algos = list(dict.fromkeys(s.algorithm for s in specs))
+    params: list[click.Parameter] = [
+        click.Option(
+            ["--backend"],
+            metavar="|".join(backends),
+            help=_by_backend(specs) + f" [default: {specs[0].backend}]",
+        ),
+        click.Option(
+            ["--algo"],
+            metavar="|".join(algos),
+            help="The algorithm: "
+            + "; ".join(
+                f"{b}: {', '.join(s.algorithm for s in specs if s.backend == b)}" for b in backends
+            )
+            + f". [default: {specs[0].algorithm}, on the first backend that offers it]",
+        ),
+    ]
+    if any("impl" in st.fields_of(s.settings_class()) for s in specs):
+        params += [
+            click.Option(
+                ["--impl"],
+                metavar="solution|student",
+                help="Train with the reference solutions, or with your own exercise files "
+                "(in --path, else the current folder). [default: solution; student with --path]",
+            ),
+            click.Option(
+                ["--path"],
+                type=click.Path(path_type=Path),
+                help="Your workspace (`rlkit init DIR`): train with YOUR exercise functions "
+                "(implies --impl student); their public checks run first.",
+            ),
+        ]
+    params += [
+        click.Option(["--seed"], type=int, help="Random seed (same seed, same run)."),
+        click.Option(
+            ["--out"],
+            type=click.Path(path_type=Path),
+            help=f"Run directory to create. [default: runs/{task}-BACKEND-TIME]",
+        ),
+        click.Option(
+            ["--resume"],
+            type=click.Path(path_type=Path),
+            metavar="RUN",
+            help="Continue the run in RUN with its own settings"
+            + (f" (only {_names(_resume_flags(specs))} may change)" if _resume_flags(specs) else "")
+            + ".",
+        ),
+        click.Option(
+            ["--set", "overrides"],
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Change any setting, e.g. --set learning_rate=1e-3 (repeatable; the names "
+            "are in a run's config.json).",
+        ),
+    ]
+    params += _settings_options(specs)
+    help_text = next((s.task_help for s in specs if s.task_help), "") or (
+        f"Train {task}. Trainers: "
+        + "; ".join(f"{s.backend} {s.algorithm}: {s.description}" for s in specs)
+    )
+
+    def run(**values: Any) -> None:
+        Session(task, list(specs), values).run()
+
+    return click.Command(
+        task,
+        params=params,
+        callback=run,
+        help=help_text,
+        short_help=help_text.strip().splitlines()[0] if help_text.strip() else None,
+    )
+
+
+def _by_backend(specs: Sequence[TrainerSpec]) -> str:
+    seen: dict[str, str] = {}
+    for s in specs:
+        seen.setdefault(s.backend, s.description)
+    return " ".join(f"{b}: {d}." if d else f"{b}." for b, d in seen.items())
+
+
+def _names(flags: Sequence[str]) -> str:
+    return flags[0] if len(flags) == 1 else ", ".join(flags[:-1]) + " and " + flags[-1]
+
+
+def _settings_fields(specs: Sequence[TrainerSpec]) -> dict[str, list[tuple[TrainerSpec, Any]]]:
+    """Field name → (spec, field) for every spec whose settings have it, in order."""
+    found: dict[str, list[tuple[TrainerSpec, Any]]] = {}
+    for spec in specs:
+        for name, f in st.fields_of(spec.settings_class()).items():
+            found.setdefault(name, []).append((spec, f))
+    return found
+
+
+def _resume_flags(specs: Sequence[TrainerSpec]) -> list[str]:
+    flags = []
+    for name, owners in _settings_fields(specs).items():
+        f = owners[0][1]
+        if st.may_resume(f) and name not in SHARED:
+            flags.append(st.flags_of(f)[0] if st.has_flag(f) else f"--set {name}=...")
+    return flags
+
+
+def _settings_options(specs: Sequence[TrainerSpec]) -> list[click.Option]:
+    options = []
+    for name, owners in _settings_fields(specs).items():
+        spec, f = owners[0]
+        if not st.has_flag(f) or name in SHARED:
+            continue
+        kind = st.value_type(spec.settings_class(), name)
+        decls = list(st.flags_of(f))
+        default_text = _defaults_text(kind, owners, len(owners) < len(specs))
+        extra: dict[str, Any] = {}
+        if kind is bool:
+            decls = [f"{decls[0]}/--no-{decls[0].removeprefix('--')}", *decls[1:]]
+            extra["default"] = None
+        elif f.metadata.get("is_path"):
+            extra["type"] = click.Path()
+        else:
+            extra["type"] = kind
+        metavar = f.metadata.get("metavar") or (
+            "|".join(map(str, f.metadata["choices"])) if "choices" in f.metadata else None
+        )
+        options.append(
+            click.Option(
+                [*decls, name],
+                metavar=metavar,
+                help=f"{f.metadata['help']} {default_text}",
+                **extra,
+            )
+        )
+    return options
+
+
+def _defaults_text(kind: type, owners: Sequence[tuple[TrainerSpec, Any]], partial: bool) -> str:
+    """``[default: 80000 (sb3), 60000 (native ppo)]``: each trainer's own default."""
+    by_value: dict[str, list[TrainerSpec]] = {}
+    for spec, f in owners:
+        value = st.default_of(f)
+        by_value.setdefault(repr(value) if kind is str else str(value), []).append(spec)
+    if len(by_value) == 1 and not partial:
+        return f"[default: {next(iter(by_value))}]"
+    parts = []
+    for value, group in by_value.items():
+        labels: list[str] = []
+        for backend in dict.fromkeys(s.backend for s in group):
+            mine = [s for s in group if s.backend == backend]
+            every = [o for o, _ in owners if o.backend == backend]
+            labels += (
+                [backend] if len(mine) == len(every) else [f"{backend} {s.algorithm}" for s in mine]
+            )
+        parts.append(f"{value} ({', '.join(labels)})")
+    return "[default: " + ", ".join(parts) + "]"
+
+
+# ---------------------------------------------------------------------------- the session
+class Session:
+    """One ``rlkit train TASK`` invocation, from its options to a finished (or stopped) run."""
+
+    def __init__(self, task: str, specs: list[TrainerSpec], values: Mapping[str, Any]) -> None:
+        self.task, self.specs = task, specs
+        self.values = dict(values)
+        #: options the user gave (None and an empty --set mean "not given")
+        self.given = {k for k, v in values.items() if v is not None and v != ()}
+        self.main_process = os.environ.get("RANK", "0") == "0"  # accelerate launch, torchrun
+        self.fields = _settings_fields(specs)
+
+    def flag(self, name: str) -> str:
+        if name == "overrides":
+            return "--set"
+        if name in SHARED:
+            return "--" + name
+        f = self.fields[name][0][1]
+        return st.flags_of(f)[0]
+
+    # -- the whole run -----------------------------------------------------------------------
+    def run(self) -> None:
+        if self.values.get("resume") is not None:
+            trainer, run, spec = self.resume(Path(self.values["resume"]))
+            created = False
+        else:
+            trainer, run, spec = self.start()
+            created = True
+        if run is None:  # another process of a multi-process launch: it only trains
+            trainer.train()
+            return
+        self.train(trainer, run, spec, created)
+
+    def choose(self) -> TrainerSpec:
+        """The trainer the options ask for: ``--backend`` and ``--algo`` when given, else the
+        first registered that offers them, preferring one that runs your code with
+        ``--impl``/``--path`` and one that knows every setting given."""
+        backend, algo = self.values.get("backend"), self.values.get("algo")
+        backends = list(dict.fromkeys(s.backend for s in self.specs))
+        algos = list(dict.fromkeys(s.algorithm for s in self.specs))
+        if backend is not None and backend not in backends:
+            raise UsageError(f"unknown backend {backend!r}; use one of: {', '.join(backends)}")
+        if algo is not None and algo not in algos:
+            raise UsageError(
+                f"unknown algorithm {algo!r} for {self.task}; use one of: {', '.join(algos)}"
+            )
+        candidates = [
+            s
+            for s in self.specs
+            if (backend is None or s.backend == backend) and (algo is None or s.algorithm == algo)
+        ]
+        if not candidates:
+            offered = [s.algorithm for s in self.specs if s.backend == backend]
+            raise UsageError(
+                f"unknown algorithm {algo!r} for the {backend} backend; use one of: "
+                f"{', '.join(offered)}"
+            )
+
+        def prefer(keep: Any) -> None:
+            nonlocal candidates
+            kept = [s for s in candidates if keep(s)]
+            candidates = kept or candidates
+
+        if {"impl", "path"} & self.given:
+            prefer(lambda s: "impl" in st.fields_of(s.settings_class()))
+        wanted = {
+            k.partition("=")[0].strip().replace("-", "_")
+            for k in self.values.get("overrides") or ()
+        }
+        wanted |= {n for n in self.given if n in self.fields and n not in SHARED}
+        if wanted:
+            prefer(lambda s: wanted <= set(st.fields_of(s.settings_class())))
+        return candidates[0]
+
+    def start(self) -> tuple[Any, Any, TrainerSpec]:
+        """A new trainer and (in the main process) its new run directory, created only once the
+        settings are valid and the trainer is built."""
+        from rlkit.runs import Run
+
+        spec = self.choose()
+        cls = spec.settings_class()
+        known = st.fields_of(cls)
+        values: dict[str, Any] = {}
+        for name in sorted(self.given & set(self.fields)):
+            if name in SHARED:
+                continue
+            if name not in known:
+                raise UsageError(
+                    f"{self.flag(name)} does not apply to --backend {spec.backend} "
+                    f"--algo {spec.algorithm}"
+                )
+            values[name] = self.values[name]
+        values.update(st.parse_overrides(self.values.get("overrides") or (), cls))
+        impl, path = self.values.get("impl"), self.values.get("path")
+        if impl is not None or path is not None:
+            if "impl" not in known:
+                runs_code = [
+                    s.backend
+                    for s in self.specs
+                    if s.algorithm == spec.algorithm and "impl" in st.fields_of(s.settings_class())
+                ]
+                raise UsageError(
+                    f"--impl and --path apply to --backend {' or '.join(runs_code) or 'none'} only"
+                    " (the backends that run the exercise functions)"
+                )
+            if impl is not None and impl not in IMPLS:
+                raise UsageError(f"--impl must be solution or student, not {impl!r}")
+            if path is not None and impl == "solution":
+                raise UsageError("--path names a student workspace; use it with --impl student")
+            impl = impl or "student"
+            values["impl"] = impl
+            if impl == "student":
+                values["path"] = str(Path(path if path is not None else ".").resolve())
+        if self.values.get("seed") is not None:
+            if "seed" not in known:
+                raise UsageError(f"--seed does not apply to --backend {spec.backend}")
+            values["seed"] = self.values["seed"]
+        if "algo" in known:
+            values["algo"] = spec.algorithm
+        settings = st.build(cls, values)
+        if getattr(settings, "impl", None) == "student" and spec.exercises:
+            precheck(spec.exercises, Path(settings.path or "."))
+        trainer = spec.load()(settings)  # a bad model, data or workspace fails here
+        if not self.main_process:
+            return trainer, None, spec
+        run = Run.create(
+            self.values.get("out"),
+            self.task,
+            spec.backend,
+            {"algo": spec.algorithm, **st.to_dict(settings)},
+            plot_metrics=spec.plot_metrics,
+            x_metric=spec.x_metric,
+            algo=spec.algorithm,
+        )
+        click.echo(f"Run directory: {run.path}")
+        return trainer, run, spec
+
+    def resume(self, path: Path) -> tuple[Any, Any, TrainerSpec]:
+        """The trainer of an existing run, set to continue it (with more budget if given)."""
+        from rlkit.runs import Run
+
+        resumable = {
+            name
+            for name, owners in self.fields.items()
+            if name not in SHARED and st.may_resume(owners[0][1])
+        }
+        set_keys = [
+            item.partition("=")[0].strip().replace("-", "_")
+            for item in self.values.get("overrides") or ()
+        ]
+        extra = [self.flag(n) for n in sorted(self.given - resumable - {"resume", "overrides"})] + [
+            f"--set {k}" for k in set_keys if k not in resumable
+        ]
+        if extra:
+            may = _resume_flags(self.specs)
+            raise UsageError(
+                f"--resume continues a run with its own settings; drop {', '.join(extra)}"
+                + (f" (only {_names(may)} may change)" if may else "")
+            )
+        run = Run.open(path)
+        spec = spec_of_run(run, self.task)
+        cls = spec.settings_class()
+        known = st.fields_of(cls)
+        changes = {n: self.values[n] for n in self.given & resumable if n in known}
+        changes.update(st.parse_overrides(self.values.get("overrides") or (), cls, resumable))
+        settings = st.changed(st.from_dict(cls, run.settings), changes)
+        trainer = spec.load().load(run.model_dir, settings)
+        progress = trainer.progress()
+        if progress.done >= progress.total:
+            budget = [n for n, f in known.items() if f.metadata.get("budget")]
+            flags = [st.flags_of(known[n])[0] for n in budget] or ["--set ..."]
+            more = f" (or more {_names(flags[1:])})" if len(flags) > 1 else ""
+            raise UsageError(
+                f"{path} has trained all {progress.done} of its {progress.unit}s; pass "
+                f"{flags[0]} N with N > {progress.done}{more} to train further"
+            )
+        if not self.main_process:
+            return trainer, None, spec
+        run.config["settings"] = {"algo": spec.algorithm, **st.to_dict(settings)}
+        run.config.setdefault("resumed", []).append(
+            {
+                "from": progress.done,
+                "to": progress.total,
+                "changed": sorted(changes),
+                "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
+        )
+        run.save_config()
+        click.echo(f"Resuming {run.path} at {progress.unit} {progress.done} of {progress.total}")
+        return trainer, run, spec
+
+    def train(self, trainer: Any, run: Any, spec: TrainerSpec, created: bool) -> None:
+        """Train with the run and a progress bar as callbacks; whatever happens, leave a valid
+        run directory (or, if it failed before its first step, nothing at all)."""
+        from rlkit.progress import ProgressBar
+
+        bar = ProgressBar(f"{self.task} {spec.algorithm} ({spec.backend})", spec.plot_metrics[:2])
+        continue_with = f"Continue with: rlkit train {self.task} --resume {run.path}"
+        try:
+            if created:
+                trainer.before_training()
+            with stop_on_ctrl_c(trainer):
+                summary = dict(trainer.train([run, bar]))
+        except BaseException as exc:
+            bar.close()
+            run.close()
+            if created and not run.rows:  # nothing trained: leave nothing behind
+                remove_new_run(run.path)
+                raise
+            save(trainer, run)
+            if isinstance(exc, KeyboardInterrupt):
+                done = trainer.progress()
+                click.echo(
+                    f"Stopped at once at {done.done} {done.unit}s; the run so far is saved. "
+                    + continue_with,
+                    err=True,
+                )
+                sys.exit(130)
+            click.echo(f"The run so far is saved in {run.path}", err=True)
+            raise
+        save(trainer, run)
+        if trainer.stop_requested:
+            done = trainer.progress()
+            click.echo(
+                f"Interrupted at {done.done} {done.unit}s; the run is saved. {continue_with}",
+                err=True,
+            )
+            sys.exit(130)
+        for line in trainer.after_training(run.path, summary):
+            click.echo(line)
+        click.echo(
+            f"Run saved in {run.path} (plot: {run.path / 'curves.png'}; "
+            f"`rlkit eval {run.path}` to evaluate it again)"
+        )
+
+
+# ---------------------------------------------------------------------------- pieces
+def spec_of_run(run: Any, task: str | None = None) -> TrainerSpec:
+    """The installed trainer that made ``run`` (its task, backend and algorithm)."""
+    from rlkit.plugins import get_trainers
+
+    if task is not None and run.task != task:
+        raise UsageError(
+            f"{run.path} is a {run.task} run, not a {task} run; continue it with "
+            f"`rlkit train {run.task} --resume {run.path}`"
+        )
+    trainers = get_trainers()
+    algo = run.config.get("algo") or run.settings.get("algo")
+    spec = trainers.get((run.task, run.backend, algo))
+    if spec is None:
+        spec = next(
+            (s for (t, b, _), s in trainers.items() if (t, b) == (run.task, run.backend)), None
+        )
+    if spec is None:
+        raise UsageError(
+            f"no installed plugin trains {run.task}/{run.backend}"
+            + (f" --algo {algo}" if algo else "")
+            + "; `rlkit plugins` lists them"
+        )
+    return spec
+
+
+def trainer_of_run(run: Any) -> Any:
+    """The trainer of a saved run, as it was saved (for ``rlkit eval``)."""
+    spec = spec_of_run(run)
+    settings = st.from_dict(spec.settings_class(), run.settings)
+    return spec.load().load(run.model_dir, settings)
+
+
+@contextlib.contextmanager
+def stop_on_ctrl_c(trainer: Any) -> Iterator[None]:
+    """Meanwhile, Ctrl-C asks the trainer to stop after the step under way
+    (``request_stop``); a second Ctrl-C stops at once (KeyboardInterrupt). Only in a single
+    process's main thread: a launcher's processes keep the default behaviour."""
+    single = int(os.environ.get("WORLD_SIZE", "1")) == 1
+    if not single or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if trainer.stop_requested:
+            raise KeyboardInterrupt
+        trainer.request_stop()
+        click.echo(
+            "\nCtrl-C: stopping after the current step (press it again to stop at once)...",
+            err=True,
+        )
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def save(trainer: Any, run: Any) -> None:
+    """The model into ``run/model``, then the curves."""
+    trainer.save(run.model_dir)
+    run.close()
+    if run.rows:
+        run.plot()
+
+
+def remove_new_run(path: Path) -> None:
+    """Remove what ``Run.create`` wrote (``--out`` may name a folder that held other files)."""
+    from rlkit.runs import CONFIG, MODEL, TENSORBOARD
+
+    (path / CONFIG).unlink(missing_ok=True)
+    shutil.rmtree(path / TENSORBOARD, ignore_errors=True)
+    shutil.rmtree(path / MODEL, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        path.rmdir()  # only if empty
+
+
+#: public checks that may fail before the list is cut short
+SHOWN_FAILURES = 6
+
+
+def precheck(exercises: Sequence[str], workspace: Path) -> None:
+    """Run the public checks of ``exercises`` on the student's files and say in a few lines
+    what fails (a student can still watch what a failing function does to training)."""
+    names = ", ".join(f"{e}.py" for e in exercises)
+    start = time.perf_counter()
+    try:
+        from grader.api import check_workspace
+
+        report = check_workspace(workspace, exercises)
+    except RlkitError as exc:
+        click.echo(f"Could not check your {names} first ({exc.message}); training anyway.")
+        return
+    except Exception as exc:  # noqa: BLE001 - a broken check must not stop the training
+        click.echo(f"Could not check your {names} first ({type(exc).__name__}: {exc}).")
+        return
+    checks = sum(len(e.checks) for e in report.exercises)
+    if report.passed:
+        click.echo(
+            f"Your {names}: all {checks} public checks pass ({time.perf_counter() - start:.1f} s)."
+        )
+        return
+    lines = []
+    for exercise in report.exercises:
+        if exercise.problem:
+            lines.append(f"your {exercise.name}.py: {exercise.problem}")
+            continue
+        stubs = set()
+        for check in exercise.checks:
+            if check.passed:
+                continue
+            what = f"{exercise.name}.{check.function}" if check.function else exercise.name
+            if "not implemented yet" in check.message:
+                if what not in stubs:
+                    stubs.add(what)
+                    lines.append(f"your {what} is not implemented yet")
+                continue
+            first = check.message.strip().splitlines()[0] if check.message.strip() else ""
+            lines.append(f"your {what} fails check {check.name}" + (f": {first}" if first else ""))
+    failed = sum(not c.passed for e in report.exercises for c in e.checks)
+    click.echo(f"Public checks of your {names}: {failed} of {checks} fail.")
+    for line in lines[:SHOWN_FAILURES]:
+        click.echo(f"  {line}")
+    if len(lines) > SHOWN_FAILURES:
+        click.echo(f"  ... and {len(lines) - SHOWN_FAILURES} more")
+    click.echo(f"Training with them anyway; `rlkit check --path {workspace}` explains each.")
