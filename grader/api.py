@@ -140,7 +140,7 @@ def check_module(
 ) -> ExerciseReport:
     """Grade trusted code in this process: ``module`` is anything with the exercise's functions
     as attributes (a module, a namespace) or a mapping name → function."""
-    from grader.worker import execute_calls
+    from grader.executor import execute_calls
 
     vectors = load_vectors(select_exercises([exercise])[0], bundle)
     checks = vectors.select(visibility, list(functions) if functions else None)
@@ -169,52 +169,56 @@ def _unique(calls: Sequence[CallData]) -> tuple[list[CallData], list[int]]:
     return unique, where
 
 
-def check_workspace(
-    path: Path | str = ".",
-    exercises: Iterable[str] = (),
-    visibility: str = PUBLIC,
-    limits: Mapping[str, float] | None = None,
-) -> Report:
-    """Grade the student's ``<path>/<exercise>.py`` files, each exercise in its own sandboxed
-    process, all exercises at once."""
-    from grader.sandbox import Job, Sandbox
-    from rlkit.errors import RlkitError, UsageError
-
-    start = time.perf_counter()
-    folder = Path(path)
+def _workspace_problem(folder: Path, selected: Sequence[Any]) -> str | None:
+    """Why ``folder`` cannot be graded at all (one line), or None."""
     if not folder.is_dir():
-        raise UsageError(
+        return (
             f"{folder} is not a folder; pass --path to your workspace "
             "(create one with `rlkit init DIR`)"
         )
-    selected = select_exercises(exercises)
     if not any((folder / f"{ex.name}.py").is_file() for ex in selected):
         names = ", ".join(f"{ex.name}.py" for ex in selected)
-        raise UsageError(
+        return (
             f"{folder} has none of {names}; pass --path to your workspace "
             "(create one with `rlkit init DIR`)"
         )
-    with Sandbox(limits) as sandbox:  # it starts loading torch now, while we prepare the jobs
-        plans = []
-        jobs = []
-        broken: list[ExerciseReport] = []
-        for ex in selected:
-            try:
-                vectors = load_vectors(ex, folder, hidden=visibility == HIDDEN)
-            except RlkitError as exc:  # one broken exercise must not stop the others
-                broken.append(ExerciseReport(ex.name, problem=exc.message))
-                continue
-            checks = vectors.select(visibility)
-            file = folder / f"{ex.name}.py"
-            unique, where = _unique([c for check in checks for c in check.calls])
-            plans.append((ex, vectors, checks, file, where))
-            if file.is_file():
-                jobs.append(Job(ex.name, file, unique, vectors.arrays))
-        results = sandbox.run(jobs)
-    report = Report(exercises=broken)
-    for ex, vectors, checks, file, where in plans:
-        if ex.name not in results:
+    return None
+
+
+def _grade_workspace(box: Any, folder: Path, selected: Sequence[Any], visibility: str) -> Report:
+    """One student's workspace in a running sandbox: the files are read here (never followed
+    through links) and their sources sent to the sandbox; verdicts are computed here."""
+    from grader.sandbox import Job, read_source, submission_files
+    from rlkit.errors import RlkitError
+
+    start = time.perf_counter()
+    plans = []
+    jobs = []
+    report = Report()
+    files = submission_files(folder)
+    for ex in selected:
+        try:
+            vectors = load_vectors(ex, folder, hidden=visibility == HIDDEN)
+        except RlkitError as exc:  # one broken exercise must not stop the others
+            report.exercises.append(ExerciseReport(ex.name, problem=exc.message))
+            continue
+        checks = vectors.select(visibility)
+        file = folder / f"{ex.name}.py"
+        unique, where = _unique([c for check in checks for c in check.calls])
+        problem = None
+        if not (file.exists() or file.is_symlink()):
             problem = f"{file} not found: create it with `rlkit init DIR` (or pass --path)"
+        else:
+            try:
+                files[file.name] = read_source(file)
+            except ValueError as exc:
+                problem = str(exc)
+        plans.append((ex, vectors, checks, where, problem))
+        if problem is None:
+            jobs.append(Job(ex.name, file, unique, vectors.arrays, files))
+    results = box.run(jobs)
+    for ex, vectors, checks, where, problem in plans:
+        if problem is not None:
             report.exercises.append(grade(vectors, checks, [[] for _ in checks], problem))
             continue
         result = results[ex.name]
@@ -222,6 +226,33 @@ def check_workspace(
         report.exercises.append(grade(vectors, checks, _split(checks, flat), result.problem))
     order = [ex.name for ex in selected]
     report.exercises.sort(key=lambda e: order.index(e.name))
+    report.protection = box.protection
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def check_workspace(
+    path: Path | str = ".",
+    exercises: Iterable[str] = (),
+    visibility: str = PUBLIC,
+    limits: Mapping[str, float] | None = None,
+    sandbox: str = "auto",
+) -> Report:
+    """Grade the student's ``<path>/<exercise>.py`` files, each exercise in its own sandboxed
+    worker, all exercises at once. ``sandbox``: ``"auto"`` (bubblewrap when it can start,
+    else process isolation), ``"bwrap"`` (RlkitError naming what to install when it cannot)
+    or ``"none"``; ``Report.protection`` says what was in force."""
+    from grader.sandbox import Sandbox
+    from rlkit.errors import UsageError
+
+    start = time.perf_counter()
+    folder = Path(path)
+    selected = select_exercises(exercises)
+    problem = _workspace_problem(folder, selected)
+    if problem:
+        raise UsageError(problem)
+    with Sandbox(limits, sandbox) as box:  # it starts loading torch now, while we prepare
+        report = _grade_workspace(box, folder, selected, visibility)
     report.seconds = time.perf_counter() - start
     return report
 
@@ -235,18 +266,73 @@ def check_workspaces(
     jobs: int | None = None,
 ) -> Iterator[tuple[int, Report]]:
     """Grade many workspaces (a class): yields ``(index into paths, Report)`` as each one
-    finishes, in any order. A workspace that cannot be graded at all (not a folder, none of the
-    files) gets a Report whose exercises all carry that one-line problem, never an exception."""
-    from rlkit.errors import RlkitError
+    finishes, in any order. ``jobs`` sandboxes (default: one per core) each import torch once
+    and then grade student after student. A workspace that cannot be graded at all (not a
+    folder, none of the files) gets a Report whose exercises all carry that one-line problem,
+    never an exception; ``sandbox="bwrap"`` raises RlkitError before the first one when no
+    sandbox can start."""
+    import os
+    import queue
+    import threading
+
+    from grader.sandbox import Sandbox, SandboxFailed
 
     names = list(exercises)
-    select_exercises(names)  # an unknown exercise name stops the batch before it starts
-    for i, path in enumerate(paths):
-        try:
-            report = check_workspace(path, names, visibility, limits)
-        except RlkitError as exc:
-            report = _unreadable(names, visibility, exc.message)
-        yield i, report
+    selected = select_exercises(names)  # an unknown exercise name stops the batch at once
+    todo: queue.Queue[int] = queue.Queue()
+    for i in range(len(paths)):
+        todo.put(i)
+    done: queue.Queue[tuple[int, Report | BaseException]] = queue.Queue()
+    stop = threading.Event()
+    workers = max(1, min(jobs or os.cpu_count() or 1, len(paths)))
+    boxes: list[Any] = []
+    lock = threading.Lock()
+
+    def new_box() -> Any:
+        box = Sandbox(limits, sandbox)
+        with lock:
+            boxes.append(box)
+        return box
+
+    def serve() -> None:
+        box = None
+        while not stop.is_set():
+            try:
+                i = todo.get_nowait()
+            except queue.Empty:
+                return
+            folder = Path(paths[i])
+            try:
+                problem = _workspace_problem(folder, selected)
+                if problem:
+                    done.put((i, _unreadable(names, visibility, problem)))
+                    continue
+                if box is None or box.broken:
+                    box = new_box()
+                    box.ready()
+                done.put((i, _grade_workspace(box, folder, selected, visibility)))
+            except SandboxFailed as exc:
+                done.put((i, _unreadable(names, visibility, str(exc))))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                done.put((i, exc))
+                stop.set()
+
+    threads = [threading.Thread(target=serve, daemon=True) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(len(paths)):
+            i, result = done.get()
+            if isinstance(result, BaseException):
+                raise result
+            yield i, result
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=0.1)
+        with lock:
+            for box in boxes:
+                box.close()
 
 
 def _unreadable(names: Sequence[str], visibility: str, problem: str) -> Report:

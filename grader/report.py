@@ -101,6 +101,8 @@ class ExerciseReport:
 class Report:
     exercises: list[ExerciseReport] = field(default_factory=list)
     seconds: float = 0.0
+    #: what protected the grading (the sandbox and its limits, or "process isolation only")
+    protection: str = ""
 
     @property
     def score(self) -> int:
@@ -119,6 +121,7 @@ class Report:
             "exercises": [e.to_json() for e in self.exercises],
             "score": self.score,
             "max_score": self.max_score,
+            "protection": self.protection,
         }
 
     def write_plain(self, out: TextIO) -> None:
@@ -131,6 +134,8 @@ class Report:
                     line += f"  {message}"
                 out.write(line + "\n")
         out.write(f"Total: {self.score}/{self.max_score}\n")
+        if self.protection:
+            out.write(f"Protection: {self.protection}\n")
 
     def write_rich(self, console: Any) -> None:
         from rich.table import Table
@@ -157,3 +162,5 @@ class Report:
             f"[bold {style}]Total: {self.score}/{self.max_score}[/bold {style}]"
             f"  ({self.seconds:.1f} s)"
         )
+        if self.protection:
+            console.print(f"[dim]Protection: {self.protection}[/dim]", highlight=False)

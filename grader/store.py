@@ -172,7 +172,7 @@ def generate(
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Build the vectors: run every check's calls on the reference (in-process, needs torch),
     then on each classic mistake to learn which checks catch it and how it behaves."""
-    from grader.worker import single_thread
+    from grader.executor import single_thread
 
     with single_thread():
         return _generate(exercise, functions, checks, reference, mistakes)
@@ -185,8 +185,8 @@ def _generate(
     reference: Any,
     mistakes: Sequence[Mistake],
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    from grader.executor import execute_call
     from grader.judges import close, judge
-    from grader.worker import execute_call
 
     arrays: dict[str, np.ndarray] = {}
 
