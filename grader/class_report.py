@@ -23,6 +23,10 @@ from grader.batch import Course, write_whole
 _MISTAKE_MARK = ". Looks like a classic mistake:"
 
 
+def _number(x: float) -> float | int:
+    return int(x) if float(x).is_integer() else round(x, 2)
+
+
 def summarize(records: Sequence[Mapping[str, Any]], course: Course) -> dict[str, Any]:
     """The report's numbers (JSON-able)."""
     totals = [r["score"] for r in records]
@@ -91,7 +95,7 @@ def summarize(records: Sequence[Mapping[str, Any]], course: Course) -> dict[str,
         scores = entry["scores"]
         entry.update(
             mean=round(statistics.fmean(scores), 2),
-            median=statistics.median(scores),
+            median=_number(statistics.median(scores)),
             min=min(scores),
             max=max(scores),
         )
@@ -101,7 +105,7 @@ def summarize(records: Sequence[Mapping[str, Any]], course: Course) -> dict[str,
         "students": len(records),
         "max_score": records[0]["max_score"] if records else 0,
         "mean": round(statistics.fmean(totals), 2) if totals else 0,
-        "median": statistics.median(totals) if totals else 0,
+        "median": _number(statistics.median(totals)) if totals else 0,
         "totals": totals,
         "exercises": exercises,
         "misconceptions": sorted(
@@ -137,13 +141,16 @@ def _score_plots(summary: Mapping[str, Any]) -> str:
     for ax in axes.flat[len(panels) :]:
         ax.set_visible(False)
     for ax, (name, top, scores) in zip(axes.flat, panels):
-        bins = min(top, 20) if top else 1
-        ax.hist(scores, bins=bins, range=(0, max(top, 1)), color="#4c72b0", edgecolor="white")
+        if 0 < top <= 30:  # one bar per possible score
+            bins: Any = [k - 0.5 for k in range(top + 2)]
+        else:
+            bins = 20
+        ax.hist(scores, bins=bins, color="#4c72b0", edgecolor="white")
         full = sum(s == top for s in scores)
         ax.set_title(f"{name}: mean {statistics.fmean(scores):.1f}/{top}, {full} full marks")
         ax.set_xlabel("score")
         ax.set_ylabel("students")
-        ax.set_xlim(0, max(top, 1))
+        ax.set_xlim(-0.5, max(top, 1) + 0.5)
         ax.yaxis.get_major_locator().set_params(integer=True)
     fig.tight_layout()
     data = _png(fig)
@@ -183,7 +190,7 @@ h1 { margin-bottom: .2rem; } .sub { color: #666; margin-top: 0; }
 table { border-collapse: collapse; width: 100%; margin: .5rem 0 1.5rem; font-size: .92rem; }
 th, td { text-align: left; padding: .35rem .6rem; border-bottom: 1px solid #e3e3e3;
          vertical-align: top; }
-th { background: #f5f5f7; } td.n { text-align: right; white-space: nowrap; }
+th { background: #f5f5f7; } .n { text-align: right; white-space: nowrap; }
 code { background: #f3f3f3; padding: 0 .25rem; border-radius: 3px; font-size: .88em;
        word-break: break-word; }
 img { max-width: 100%; } .muted { color: #777; }
@@ -211,7 +218,7 @@ def render(summary: Mapping[str, Any]) -> str:
         if mis_png:
             out.append(f"<img alt='misconceptions' src='data:image/png;base64,{mis_png}'>")
         out.append(
-            "<table><tr><th>students</th><th>misconception</th><th>what it means</th>"
+            "<table><tr><th class='n'>students</th><th>misconception</th><th>what it means</th>"
             "<th>one counterexample</th></tr>"
         )
         for m in summary["misconceptions"]:
@@ -230,8 +237,8 @@ def render(summary: Mapping[str, Any]) -> str:
     if scores_png:
         out.append(f"<img alt='score distributions' src='data:image/png;base64,{scores_png}'>")
     out.append(
-        "<table><tr><th>exercise</th><th>mean</th><th>median</th><th>full marks</th>"
-        "<th>could not be graded</th></tr>"
+        "<table><tr><th>exercise</th><th class='n'>mean</th><th class='n'>median</th>"
+        "<th class='n'>full marks</th><th class='n'>could not be graded</th></tr>"
     )
     for name, e in summary["exercises"].items():
         broken = summary["problems"].get(name, {}).get("students", 0)
@@ -242,8 +249,8 @@ def render(summary: Mapping[str, Any]) -> str:
         )
     out.append("</table><h2>Checks, hardest first</h2>")
     out.append(
-        "<table><tr><th>check</th><th>exercise</th><th>visibility</th><th>points</th>"
-        "<th>passed by</th></tr>"
+        "<table><tr><th>check</th><th>exercise</th><th>visibility</th><th class='n'>points</th>"
+        "<th class='n'>passed by</th></tr>"
     )
     for name, c in list(summary["checks"].items())[:25]:
         width = int(120 * c["pass_rate"])
