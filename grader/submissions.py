@@ -187,8 +187,17 @@ def notebook_cells(data: bytes, filename: str) -> list[tuple[int, str]]:
 def notebook_module(data: bytes, filename: str) -> str:
     """The student's module: the answer cells joined; a syntax error names its cell."""
     cells = notebook_cells(data, filename)
-    parts, starts = [], []
-    line = 1
+    # Each cell compiles on its own in Jupyter, so a cell may start with a __future__ import;
+    # in one module those must come first.
+    future = sorted(
+        {ln for _, src in cells for ln in src.split("\n") if ln.startswith("from __future__ ")}
+    )
+    cells = [
+        (n, "\n".join("" if ln in future else ln for ln in src.split("\n"))) for n, src in cells
+    ]
+    parts = ["".join(f"{ln}\n" for ln in future)]
+    starts = []
+    line = 1 + len(future)
     for number, source in cells:
         header = f"# --- {filename}, cell {number} ---\n"
         starts.append((line + 1, number))
