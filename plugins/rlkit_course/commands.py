@@ -93,7 +93,7 @@ def vectors_command(exercises: tuple[str, ...], regenerate: bool) -> None:
             note = (
                 f"{mistakes} classic mistakes named in feedback"
                 if mistakes
-                else f"no mistakes suite found in {api.MISTAKES_DIR}: feedback names none"
+                else "no mistakes registered (Exercise.mistakes): feedback names none"
             )
             click.echo(f"Wrote {path} ({note})")
         return
@@ -116,3 +116,6 @@ def register(cli: click.Group) -> None:
     from rlkit_course.grade_command import grade_command  # rlkit grade: a class at once
 
     cli.add_command(grade_command)
+    from rlkit_course.nbgrader_command import nbgrader_group  # rlkit nbgrader build
+
+    cli.add_command(nbgrader_group)

@@ -1,0 +1,229 @@
+"""One exercise → one nbgrader source notebook.
+
+Cells, in order: the lesson (markdown from the stub's module docstring); a locked set-up cell
+(the stub's imports, and ``%load_ext`` of the cell watch); then per function its lesson (the
+function's docstring), an answer cell (signature and docstring for the student, the reference
+body between ``### BEGIN SOLUTION`` / ``### END SOLUTION``), a visible test cell (the public
+checks, worth their points) and a hidden test cell (``### BEGIN HIDDEN TESTS``, worth the hidden
+checks' points).
+
+The answer cells are the only code students write, and test cells hold no imports the answers
+need: ``rlkit grade`` rebuilds the student's module from every code cell that is not a test cell.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from grader.notebooks.source import ExerciseSource, FunctionSource, load_exercise_source
+from grader.notebooks.teaching import formula_block, formulas, markdown_docstring
+
+SCHEMA_VERSION = 3
+EXTENSION = "grader.notebooks.feedback"
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+
+
+@dataclass(frozen=True)
+class FunctionPoints:
+    public: int
+    hidden: int
+
+
+def points_by_function(exercise: Any) -> dict[str, FunctionPoints]:
+    """Each function's public and hidden points, from the stored checks (as the grader counts)."""
+    from grader.api import load_vectors
+    from grader.model import HIDDEN, PUBLIC
+
+    vectors = load_vectors(exercise, hidden=True)
+    out = {}
+    for fn in exercise.functions:
+        checks = vectors.select(HIDDEN, [fn])
+        out[fn] = FunctionPoints(
+            sum(c.points for c in checks if c.visibility == PUBLIC),
+            sum(c.points for c in checks if c.visibility == HIDDEN),
+        )
+    return out
+
+
+def _meta(
+    grade_id: str,
+    *,
+    grade: bool = False,
+    solution: bool = False,
+    locked: bool = True,
+    points: int | None = None,
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "grade": grade,
+        "grade_id": grade_id,
+        "locked": locked,
+        "schema_version": SCHEMA_VERSION,
+        "solution": solution,
+        "task": False,
+    }
+    if grade:
+        meta["points"] = points
+    out: dict[str, Any] = {"nbgrader": meta}
+    if locked:
+        out.update(deletable=False, editable=False)
+    return out
+
+
+def _lesson(source: ExerciseSource, title: str, timeout: int, hidden_points: int) -> str:
+    paragraphs = [p for p in re.split(r"\n\s*\n", source.docstring) if p.strip()]
+    # the stub's "fill in ..., then run `rlkit check`" is for files; the notebook says its own
+    kept = [p for p in paragraphs if "YOUR CODE HERE" not in p and "rlkit check" not in p]
+    parts = [f"# {title or source.name}", *(markdown_docstring(p) for p in kept)]
+    block = formula_block(formulas(source.docstring, everywhere=True))
+    if block:
+        parts.append(block)
+    hidden = (
+        f" Hidden checks on other inputs ({hidden_points} points) run when your notebook is graded."
+        if hidden_points
+        else ""
+    )
+    parts.append(
+        "**How this notebook works.** Run the set-up cell first. For each function, replace "
+        "`# YOUR CODE HERE` and the `raise NotImplementedError()` line in its answer cell with "
+        "your code and run the cell, then run the test cell below it: it runs the same checks "
+        f"as `rlkit check {source.name}` and shows a small counterexample for each one that "
+        f"fails, and the classic mistake your answer looks like, when it looks like one.{hidden}"
+        " Grading runs the notebook top to bottom (*Kernel → Restart Kernel and Run All Cells*): "
+        "a cell that raises, or runs longer than "
+        f"{timeout} s (an infinite loop), costs the points of every test cell after it."
+    )
+    return "\n\n".join(parts)
+
+
+def _function_lesson(number: int, fn: FunctionSource, signature: str) -> str:
+    parts = [f"## {number}. `{fn.name}{signature}`", markdown_docstring(fn.docstring)]
+    names = set(re.findall(r"(\w+)\s*[:=,)]", signature))
+    block = formula_block(formulas(fn.docstring, names))
+    if block:
+        parts.append(block)
+    return "\n\n".join(parts)
+
+
+def answer_source(fn: FunctionSource) -> str:
+    """The function as the instructor's notebook holds it: the student's signature and
+    docstring, the reference body inside the solution region."""
+    body_lines = fn.solution_body.splitlines()
+    for helper in reversed(fn.helpers):  # solution-only helpers travel inside the body
+        body_lines = [fn.indent + line if line else line for line in helper.splitlines()] + [
+            "",
+            *body_lines,
+        ]
+    return "\n".join(
+        [
+            fn.header,
+            f"{fn.indent}### BEGIN SOLUTION",
+            *body_lines,
+            f"{fn.indent}### END SOLUTION",
+        ]
+    )
+
+
+def _signature(exercise: Any, name: str) -> str:
+    """``(logits, actions)`` style, from the stub's signature without annotations."""
+    import importlib
+
+    try:
+        fn = getattr(importlib.import_module(exercise.stub), name)
+        params = inspect.signature(fn).parameters.values()
+    except (ImportError, AttributeError, ValueError, TypeError):
+        return "(...)"
+    shown = [p.replace(annotation=inspect.Parameter.empty) for p in params]
+    return "(" + ", ".join(str(p) for p in shown) + ")"
+
+
+def test_source(exercise: str, function: str, points: int, hidden: bool) -> str:
+    call = f"check({exercise!r}, {function!r}, globals(){', hidden=True' if hidden else ''})"
+    if hidden:
+        return "\n".join(
+            [
+                f"# Hidden checks of {function}() ({points} points): they run when your "
+                "notebook is graded.",
+                "### BEGIN HIDDEN TESTS",
+                f"from {EXTENSION} import check",
+                "",
+                call,
+                "### END HIDDEN TESTS",
+            ]
+        )
+    return "\n".join(
+        [
+            f"# Checks of {function}() ({points} points): run this cell after the one above.",
+            f"from {EXTENSION} import check",
+            "",
+            call,
+        ]
+    )
+
+
+def build_notebook(exercise: Any, timeout: int) -> Any:
+    """The nbgrader source notebook of a registered exercise (an ``nbformat`` notebook)."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+    source = load_exercise_source(exercise)
+    points = points_by_function(exercise)
+    name = exercise.name
+    cells = []
+
+    def add(cell: Any, grade_id: str, **meta: Any) -> None:
+        cell.metadata.update(_meta(grade_id, **meta))
+        cell.id = grade_id
+        cells.append(cell)
+
+    hidden_total = sum(p.hidden for p in points.values())
+    add(
+        new_markdown_cell(_lesson(source, exercise.title, timeout, hidden_total)),
+        f"{name}-intro",
+    )
+    setup = (
+        source.setup
+        + "\n\n# lets the test cells see cells that failed or never finished\n"
+        + f"%load_ext {EXTENSION}"
+    )
+    add(new_code_cell(setup.strip()), f"{name}-setup")
+    for number, fn in enumerate(source.functions, start=1):
+        add(
+            new_markdown_cell(_function_lesson(number, fn, _signature(exercise, fn.name))),
+            f"{fn.name}-lesson",
+        )
+        add(new_code_cell(answer_source(fn)), f"{fn.name}-answer", solution=True, locked=False)
+        p = points[fn.name]
+        if p.public:
+            add(
+                new_code_cell(test_source(name, fn.name, p.public, hidden=False)),
+                f"{fn.name}-checks",
+                grade=True,
+                points=p.public,
+            )
+        if p.hidden:
+            add(
+                new_code_cell(test_source(name, fn.name, p.hidden, hidden=True)),
+                f"{fn.name}-hidden-checks",
+                grade=True,
+                points=p.hidden,
+            )
+    total = sum(p.public + p.hidden for p in points.values())
+    add(
+        new_markdown_cell(
+            f"**Done?** Restart the kernel and run all cells: every test cell should show its "
+            f"full points ({total} in all, hidden checks included when graded). Then save the "
+            f"notebook and submit it. The same exercise as a file: `rlkit check {name}`."
+        ),
+        f"{name}-done",
+    )
+    ids = [c.id for c in cells]
+    assert len(set(ids)) == len(ids), f"duplicate grade ids in {name}: {ids}"
+    nb = new_notebook(
+        cells=cells,
+        metadata={"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"}},
+    )
+    nbformat.validate(nb)
+    return nb

@@ -1,0 +1,142 @@
+"""A course folder nbgrader works in: ``nbgrader_config.py`` and ``source/<assignment>/`` with
+one notebook per exercise. Then the instructor's usual nbgrader commands apply
+(``generate_assignment``, ``release_assignment``, ``collect``, ``autograde``, ...)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rlkit.errors import RlkitError, UsageError
+
+DEFAULT_ASSIGNMENT = "rlkit"
+#: seconds one cell may run under nbgrader before it is interrupted (an infinite loop)
+DEFAULT_TIMEOUT = 60
+
+CONFIG = '''"""nbgrader's configuration for this course, written by `rlkit nbgrader build`.
+
+The notebooks' test cells call rlkit's grader, so nbgrader (and the kernel it starts) must run
+in the environment where rlkit is installed.
+"""
+
+c = get_config()  # noqa: F821 - provided by nbgrader
+
+c.CourseDirectory.course_id = {course_id!r}
+c.CourseDirectory.root = "."
+
+# A cell that runs longer than this (seconds) is interrupted: a student's infinite loop costs
+# that notebook's remaining test cells, never the whole batch.
+c.ExecutePreprocessor.timeout = {timeout}
+c.Execute.interrupt_on_timeout = True
+
+# The student's answer replaces exactly what the exercise stubs hold.
+c.ClearSolutions.code_stub = {{"python": "# YOUR CODE HERE\\nraise NotImplementedError()"}}
+'''
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass
+class BuildResult:
+    config: Path
+    config_written: bool
+    notebooks: list[Path] = field(default_factory=list)
+    points: dict[str, int] = field(default_factory=dict)
+
+
+def _write(path: Path, text: str) -> None:
+    """Write whole or not at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _same_cells(path: Path, nb: object) -> bool:
+    """True when an existing notebook has the same cells (ids, sources, metadata)."""
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+
+    def key(cells: Iterable[dict]) -> list:
+        return [(c.get("id"), c.get("source"), c.get("metadata")) for c in cells]
+
+    new = json.loads(json.dumps(nb))
+    join = [
+        {**c, "source": "".join(c["source"]) if isinstance(c["source"], list) else c["source"]}
+        for c in old.get("cells", [])
+    ]
+    return key(join) == key(new["cells"])
+
+
+def build_course(
+    course_dir: Path,
+    exercises: Iterable[str] = (),
+    assignment: str = DEFAULT_ASSIGNMENT,
+    timeout: int = DEFAULT_TIMEOUT,
+    force: bool = False,
+    course_id: str | None = None,
+) -> BuildResult:
+    """Write ``nbgrader_config.py`` (kept when it exists) and ``source/<assignment>/*.ipynb``."""
+    try:
+        import nbformat
+    except ImportError:
+        raise RlkitError(
+            "building nbgrader notebooks needs nbformat and nbgrader: pip install 'rlkit[nbgrader]'"
+        ) from None
+    from grader.api import select_exercises
+    from grader.notebooks.build import build_notebook
+
+    if not _NAME.match(assignment):
+        raise UsageError(
+            f"assignment name {assignment!r} is not usable as a folder name; use letters, "
+            "digits, '_', '-' or '.'"
+        )
+    if timeout <= 0:
+        raise UsageError("--timeout must be a positive number of seconds")
+    if course_dir.exists() and not course_dir.is_dir():
+        raise UsageError(f"{course_dir} exists and is not a folder; pass a course folder")
+    selected = select_exercises(exercises)
+    notebooks = {ex.name: build_notebook(ex, timeout) for ex in selected}
+
+    folder = course_dir / "source" / assignment
+    clash = [
+        folder / f"{name}.ipynb"
+        for name, nb in notebooks.items()
+        if (folder / f"{name}.ipynb").exists() and not _same_cells(folder / f"{name}.ipynb", nb)
+    ]
+    if clash and not force:
+        raise RlkitError(
+            f"{clash[0]} exists and differs from the exercise"
+            + (f" (and {len(clash) - 1} more)" if len(clash) > 1 else "")
+            + "; pass --force to rebuild it (your edits to it are lost)"
+        )
+    config = course_dir / "nbgrader_config.py"
+    config_written = not config.exists()
+    if config_written:
+        _write(
+            config,
+            CONFIG.format(course_id=course_id or course_dir.resolve().name, timeout=int(timeout)),
+        )
+    result = BuildResult(config, config_written)
+    for ex in selected:
+        path = folder / f"{ex.name}.ipynb"
+        _write(path, nbformat.writes(notebooks[ex.name]) + "\n")
+        result.notebooks.append(path)
+        result.points[ex.name] = sum(
+            c.metadata["nbgrader"].get("points", 0)
+            for c in notebooks[ex.name].cells
+            if c.metadata["nbgrader"]["grade"]
+        )
+    return result

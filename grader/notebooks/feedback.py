@@ -1,0 +1,282 @@
+"""What a notebook's test cells run, in the student's kernel (trusted code, in-process).
+
+``check(exercise, function, globals())`` grades one function with the same stored vectors and
+judges as ``rlkit check``, prints the same report, and returns the points as the cell's value:
+nbgrader reads a test cell whose output is a number as partial credit. It writes nothing to
+stderr (nbgrader scores any stderr output as a failure): warnings and whatever the student's code
+prints while it is checked are swallowed.
+
+Loaded as an IPython extension (``%load_ext grader.notebooks.feedback``, in the notebook's set-up
+cell) it also watches the cells: grading (``rlkit grade`` and nbgrader alike) runs the student's
+cells top to bottom as one program, so a cell that raised or never finished (an infinite loop
+that nbgrader interrupted) makes every test cell after it score 0, with the reason, instead of
+letting the functions defined before the loop collect full marks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import signal
+import threading
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+#: seconds one test cell may spend running the student's function on every check's inputs
+TIME_LIMIT = 20.0
+MISTAKE_MARK = "Looks like a classic mistake:"
+
+
+class Points(int):
+    """A test cell's score: ``7`` as text (what nbgrader reads), "7 / 9 points" in Jupyter."""
+
+    max_points: int = 0
+
+    def __new__(cls, points: int, max_points: int) -> Points:
+        obj = super().__new__(cls, points)
+        obj.max_points = max_points
+        return obj
+
+    def _repr_html_(self) -> str:
+        color = "green" if int(self) == self.max_points else "firebrick"
+        return f'<b style="color:{color}">{int(self)} / {self.max_points} points</b>'
+
+
+# ----------------------------------------------------------------------------- the cell watch
+
+
+@dataclass
+class CellWatch:
+    """The last outcome of every non-test cell, keyed by cell id (by source where the front end
+    sends no id, as nbclient does): the cells that failed the last time they ran."""
+
+    failed: dict[str, str] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    tests: set[str] = field(default_factory=set)
+    current: str | None = None
+
+    def pre_run_cell(self, info: Any) -> None:
+        raw = getattr(info, "raw_cell", "") or ""
+        self.current = getattr(info, "cell_id", None) or raw
+        self.sources[self.current] = raw
+
+    def post_run_cell(self, result: Any) -> None:
+        key = self.current
+        if key is None or key in self.tests:
+            return
+        error = getattr(result, "error_before_exec", None) or getattr(result, "error_in_exec", None)
+        if error is None:
+            self.failed.pop(key, None)
+        else:
+            self.failed[key] = _describe_error(error)
+
+    def problem(self) -> str | None:
+        """One paragraph when some non-test cell failed the last time it ran."""
+        if not self.failed:
+            return None
+        key, error = next(iter(self.failed.items()))
+        first = next((s for s in self.sources.get(key, "").splitlines() if s.strip()), "")
+        more = f" (and {len(self.failed) - 1} more)" if len(self.failed) > 1 else ""
+        return (
+            f"0 points: the cell starting `{first.strip()[:60]}` {error}{more}. Grading runs "
+            "all your code cells top to bottom as one program, so every cell must finish "
+            "without an error. Fix that cell, run it again, then run this one."
+        )
+
+
+def _describe_error(error: BaseException) -> str:
+    if isinstance(error, KeyboardInterrupt):
+        return "was stopped before it finished (it ran too long: an infinite loop?)"
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"raised {type(error).__name__}" + (f": {text[:120]}" if text else "")
+
+
+_WATCH: CellWatch | None = None
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext grader.notebooks.feedback``: start watching the cells (once per kernel)."""
+    global _WATCH
+    if _WATCH is None:
+        _WATCH = CellWatch()
+        ipython.events.register("pre_run_cell", _WATCH.pre_run_cell)
+        ipython.events.register("post_run_cell", _WATCH.post_run_cell)
+
+
+def _watch() -> CellWatch | None:
+    if _WATCH is None:
+        try:
+            from IPython import get_ipython
+        except ImportError:
+            return None
+        shell = get_ipython()
+        if shell is None:
+            return None
+        load_ipython_extension(shell)
+    return _WATCH
+
+
+# ----------------------------------------------------------------------------- limits
+
+
+class _TimeUp(BaseException):
+    """Raised into the checked code when its time is up (a BaseException: ``except Exception``
+    in the student's code does not swallow it)."""
+
+
+@dataclass
+class _Deadline:
+    active: bool = True
+    why: str | None = None
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float, state: _Deadline) -> Iterator[None]:
+    """Stop the code inside after ``seconds`` or on an interrupt (Jupyter's stop button,
+    nbgrader's cell timeout). After the first stop the timer repeats every few milliseconds, so
+    code that swallows the exception is stopped again until control is back here."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals only reach the main thread: no limit here
+        return
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if not state.active:
+            return
+        if state.why is None:
+            state.why = "interrupted" if signum == signal.SIGINT else "time"
+            signal.setitimer(signal.ITIMER_REAL, 0.002, 0.002)
+        raise _TimeUp()
+
+    old_alarm = signal.signal(signal.SIGALRM, on_signal)
+    old_int = signal.signal(signal.SIGINT, on_signal)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        while True:  # a last signal may land while we disarm: disarm again
+            try:
+                state.active = False
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, old_alarm)
+                signal.signal(signal.SIGINT, old_int)
+                break
+            except _TimeUp:
+                continue
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """No warnings, no stdout/stderr from the checked code (nbgrader: stderr = failure)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sink = io.StringIO()
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            yield
+
+
+# ----------------------------------------------------------------------------- the check
+
+
+def check(
+    exercise: str,
+    function: str,
+    namespace: Mapping[str, Any],
+    hidden: bool = False,
+    time_limit: float = TIME_LIMIT,
+) -> Points:
+    """Grade ``namespace[function]`` on the exercise's public (or hidden) checks, print the
+    feedback and return the points (the test cell's value, read by nbgrader)."""
+    watch = _watch()
+    if watch is not None and watch.current is not None:
+        watch.tests.add(watch.current)
+    max_points, text, points = _run(exercise, function, namespace, hidden, time_limit, watch)
+    print(text)
+    return Points(points, max_points)
+
+
+def _run(
+    exercise: str,
+    function: str,
+    namespace: Mapping[str, Any],
+    hidden: bool,
+    time_limit: float,
+    watch: CellWatch | None,
+) -> tuple[int, str, int]:
+    """(max points, feedback text, points)."""
+    from grader.model import HIDDEN, PUBLIC
+    from rlkit.errors import RlkitError
+
+    visibility = HIDDEN if hidden else PUBLIC
+    try:
+        with _quiet():
+            from grader.api import load_vectors, select_exercises
+
+            vectors = load_vectors(select_exercises([exercise])[0], hidden=hidden)
+    except RlkitError as exc:
+        return 0, f"0 points: cannot check {function}() here: {exc.message}", 0
+    checks = [c for c in vectors.select(visibility, [function]) if c.visibility == visibility]
+    max_points = sum(c.points for c in checks)
+    kind = "hidden checks" if hidden else "checks"
+    problem = watch.problem() if watch is not None else None
+    if problem is not None:
+        return max_points, problem, 0
+    if not callable(namespace.get(function)):
+        return (
+            max_points,
+            f"0/{max_points}: {function} is not defined: run the cell with `def {function}` "
+            "above first (and keep its name).",
+            0,
+        )
+
+    from grader.api import check_module
+
+    state = _Deadline()
+    report = None
+    crash = None
+    try:
+        with _quiet(), _deadline(time_limit, state):
+            report = check_module(exercise, namespace, visibility, [function])
+    except _TimeUp:
+        pass
+    except Exception as exc:  # noqa: BLE001 - the grader failing must not look like a pass
+        crash = f"{type(exc).__name__}: {exc}"
+    if state.why is not None or report is None:
+        if state.why == "time":
+            reason = f"the {kind} took longer than {time_limit:g} s (an infinite loop?)"
+        elif state.why == "interrupted":
+            reason = "the checks were interrupted before they finished"
+        else:
+            reason = f"the checks could not run ({crash})"
+        return max_points, f"{function}: 0/{max_points} - {reason}", 0
+
+    from grader.report import ExerciseReport, Report
+
+    results = [c for c in report.checks if c.visibility == visibility]
+    part = ExerciseReport(function, results, report.problem)
+    if hidden:
+        return max_points, _hidden_text(part, vectors.mistakes), part.score
+    out = io.StringIO()
+    Report([part]).write_plain(out)
+    return max_points, out.getvalue().rstrip("\n"), part.score
+
+
+def _hidden_text(part: Any, mistakes: Mapping[str, str]) -> str:
+    """Hidden checks: name, pass/fail and the misconception, never inputs or expected values."""
+    lines = [f"{part.name} (hidden checks): {part.score}/{part.max_score}"]
+    for c in part.checks:
+        mark = "PASS" if c.passed else "FAIL"
+        line = f"  {mark} {c.name} {c.points}/{c.max_points}"
+        if not c.passed:
+            name = getattr(c, "misconception", None)
+            if name and name in mistakes:
+                line += f"  Looks like a classic mistake: {mistakes[name]}"
+            elif MISTAKE_MARK in c.message:
+                line += "  " + MISTAKE_MARK + c.message.split(MISTAKE_MARK, 1)[1]
+            elif "not implemented yet" in c.message:
+                line += "  not implemented yet"
+            else:
+                line += "  wrong on the hidden inputs (the public checks above usually show why)"
+        lines.append(line)
+    return "\n".join(lines)

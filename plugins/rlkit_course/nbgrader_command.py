@@ -1,0 +1,51 @@
+"""``rlkit nbgrader build``: an nbgrader course built from the registered exercises."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.group(name="nbgrader")
+def nbgrader_group() -> None:
+    """Instructors: nbgrader assignments built from the exercises."""
+
+
+@nbgrader_group.command(name="build")
+@click.argument("course_dir", type=click.Path(path_type=Path))
+@click.argument("exercises", nargs=-1)
+@click.option(
+    "--assignment",
+    default="rlkit",
+    show_default=True,
+    help="The nbgrader assignment: notebooks go to COURSE_DIR/source/ASSIGNMENT/.",
+)
+@click.option(
+    "--timeout",
+    type=int,
+    default=60,
+    show_default=True,
+    help="Seconds a cell may run under nbgrader before it is interrupted (written to "
+    "nbgrader_config.py when it is created).",
+)
+@click.option("--force", is_flag=True, help="Overwrite notebooks that were edited since.")
+def build_command(
+    course_dir: Path, exercises: tuple[str, ...], assignment: str, timeout: int, force: bool
+) -> None:
+    """Write an nbgrader course: nbgrader_config.py and one notebook per exercise (all
+    exercises, a plugin's included, or the ones named), with answer cells, visible and hidden
+    test cells worth the grader's points."""
+    from grader.notebooks.course import build_course
+
+    result = build_course(course_dir, exercises, assignment, timeout, force)
+    if result.config_written:
+        click.echo(f"Wrote {result.config}")
+    else:
+        click.echo(f"Kept {result.config} (delete it to regenerate)")
+    for path in result.notebooks:
+        click.echo(f"Wrote {path} ({result.points[path.stem]} points)")
+    click.echo(
+        f"Next, in {course_dir}: `nbgrader generate_assignment {assignment}`, then release it "
+        "to your students."
+    )
