@@ -219,6 +219,7 @@ class Sandbox:
         self.root = Path(tempfile.mkdtemp(prefix="rlkit-check-"))
         os.chmod(self.root, 0o755)
         self.proc: subprocess.Popen[bytes] | None = None
+        self.stage: Path | None = None
         self.hello: dict[str, Any] | None = None
         self.broken = False
         self.protection = ""
@@ -240,17 +241,21 @@ class Sandbox:
             import json
 
             limits = self.limits
+            # As root, bubblewrap runs as nobody: its sources are staged in a folder nobody can
+            # reach (in the launcher's private mount namespace), so not in a private TMPDIR.
+            shared_tmp = "/tmp" if os.path.isdir("/tmp") else None
+            self.stage = Path(tempfile.mkdtemp(prefix="rlkit-stage-", dir=shared_tmp))
+            os.chmod(self.stage, 0o755)
             spec = {
                 "argv": bwrap_command(bwrap, limits),
                 "user": SANDBOX_UID if os.geteuid() == 0 else None,
-                "stage": str(self.root / "stage"),
+                "stage": str(self.stage),
                 "rlimits": {
                     "RLIMIT_CORE": 0,
                     "RLIMIT_NPROC": 4096,
                     "RLIMIT_FSIZE": int(limits["file_mb"]) * 2**20,
                 },
             }
-            (self.root / "stage").mkdir()
             cmd = [sys.executable, "-I", "-S", runner, "--launch", json.dumps(spec)]
             env: dict[str, str] | None = {}
         else:
@@ -430,6 +435,8 @@ class Sandbox:
         with contextlib.suppress(OSError):
             self.err.close()
         shutil.rmtree(self.root, ignore_errors=True)
+        if self.stage is not None:
+            shutil.rmtree(self.stage, ignore_errors=True)
 
     def __enter__(self) -> Sandbox:
         return self
