@@ -355,22 +355,20 @@ def _unreadable(names: Sequence[str], visibility: str, problem: str) -> Report:
 # ----------------------------------------------------------------------------- vectors
 
 
-#: the course's classic mistakes and alternative answers live with its tests (source tree)
-MISTAKES_DIR = Path(__file__).resolve().parent.parent / "tests" / "mistakes"
+def mistakes_suite(exercise: Any) -> Any | None:
+    """The exercise's catalogue of classic mistakes and correct alternatives (a module with
+    ``MISTAKES`` and ``ALTERNATIVES``), as registered in ``Exercise.mistakes``; None if it has
+    none. ``exercise`` is a registered Exercise or its name."""
+    from rlkit.registry import resolve
+
+    if isinstance(exercise, str):
+        exercise = select_exercises([exercise])[0]
+    return None if not exercise.mistakes else resolve(exercise.mistakes)
 
 
-def mistakes_suite(exercise: str) -> Any | None:
-    """``tests/mistakes/<exercise>_mistakes.py`` (MISTAKES, ALTERNATIVES), if present."""
-    import importlib.util
-
-    file = MISTAKES_DIR / f"{exercise}_mistakes.py"
-    if not file.is_file():
-        return None
-    spec = importlib.util.spec_from_file_location(f"rlkit_mistakes_{exercise}", file)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def output_names(exercise: Any) -> dict[str, tuple[str, ...]]:
+    """function → the documented names of its outputs (``OUTPUTS`` in the checks module)."""
+    return dict(getattr(importlib.import_module(exercise.checks), "OUTPUTS", {}))
 
 
 def build_vectors(exercise: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

@@ -129,16 +129,22 @@ class CallData:
     aux: dict[str, str] = field(default_factory=dict)
     expected: Outcome | None = None
     mistakes: dict[str, Outcome] = field(default_factory=dict)
+    #: "" or "inference": run the call under torch.inference_mode() (the executor's
+    #: per-call request key ``grad_mode``)
+    grad_mode: str = ""
 
     def request(self) -> dict[str, Any]:
         """The part a worker needs (no expected values)."""
-        return {
+        request = {
             "function": self.function,
             "args": self.args,
             "kwargs": self.kwargs,
             "grad_wrt": self.grad_wrt,
             "cotangents": self.cotangents,
         }
+        if self.grad_mode:
+            request["grad_mode"] = self.grad_mode
+        return request
 
     def input_keys(self) -> list[str]:
         keys = [s["array"] for s in [*self.args, *self.kwargs.values()] if "array" in s]
@@ -157,6 +163,14 @@ class CheckData:
     judge: dict[str, Any]
     calls: list[CallData]
     caught: list[str] = field(default_factory=list)  # mistakes this check catches
+    #: the documented names of the function's outputs ("advantages", "returns"), for feedback
+    output_names: list[str] = field(default_factory=list)
+
+    def output_name(self, k: int, n: int) -> str:
+        """How feedback names output ``k`` of ``n``: its documented name, else "output k+1"."""
+        if k < len(self.output_names):
+            return f"`{self.output_names[k]}`"
+        return f"output {k + 1}" if n > 1 else "the result"
 
 
 @dataclass

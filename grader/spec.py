@@ -18,19 +18,19 @@ import numpy as np
 
 from grader.model import PUBLIC, VISIBILITIES
 
-#: The judges the engine knows (see grader/judges.py). Params go next to "kind".
-JUDGES = (
-    "structure",
-    "values",
-    "grads",
-    "no_grad_leak",
-    "detached",
-    "no_inplace",
-    "autograd",
-    "concat",
-    "zero_grad",
-    "sum",
-)
+#: The generic judges the engine knows (see grader/judges.py). Params go next to "kind". A
+#: judge specific to one exercise is named by import path instead, ``"pkg.module:function"``,
+#: and lives beside that exercise's checks (see ``grader/judges.py`` for its signature).
+JUDGES = ("structure", "values", "grads", "no_grad_leak", "detached", "no_inplace")
+
+#: ``Call.grad_mode`` values: "" (autograd on, the default) or "inference" (the call runs under
+#: ``torch.inference_mode()``, so a function that needs autograd fails, as its contract says).
+GRAD_MODES = ("", "inference")
+
+
+def is_judge_path(kind: object) -> bool:
+    """``"pkg.module:function"``: an exercise-specific judge, loaded by import path."""
+    return isinstance(kind, str) and ":" in kind and all(kind.partition(":")[::2])
 
 
 @dataclass
@@ -42,6 +42,8 @@ class Call:
     args to differentiate; ``cotangents`` weight each output (None: not differentiated) so one
     backward pass gives every gradient. ``closed_form`` replaces the reference's output values
     by values known in closed form (the generator checks that the reference agrees).
+    ``grad_mode="inference"`` runs the call under ``torch.inference_mode()`` (for functions
+    whose contract says "without autograd").
     """
 
     function: str
@@ -51,6 +53,11 @@ class Call:
     cotangents: tuple[np.ndarray | None, ...] = ()
     aux: dict[str, np.ndarray] = field(default_factory=dict)
     closed_form: tuple[np.ndarray | None, ...] | None = None
+    grad_mode: str = ""
+
+    def __post_init__(self) -> None:
+        if self.grad_mode not in GRAD_MODES:
+            raise ValueError(f"{self.function}: grad_mode must be one of {GRAD_MODES}")
 
 
 @dataclass(frozen=True)
@@ -70,8 +77,12 @@ class Check:
     def __post_init__(self) -> None:
         if self.visibility not in VISIBILITIES:
             raise ValueError(f"{self.name}: visibility must be one of {VISIBILITIES}")
-        if self.judge.get("kind") not in JUDGES:
-            raise ValueError(f"{self.name}: unknown judge {self.judge.get('kind')!r}")
+        kind = self.judge.get("kind")
+        if kind not in JUDGES and not is_judge_path(kind):
+            raise ValueError(
+                f"{self.name}: unknown judge {kind!r}; use one of {', '.join(JUDGES)} or an "
+                "import path 'package.module:function'"
+            )
 
     def build(self) -> list[Call]:
         """The calls, from a generator seeded by the check's seed or name (reproducible)."""

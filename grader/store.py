@@ -8,11 +8,10 @@ A check module ``pkg/checks/ppo.py`` keeps its vectors beside it: ``ppo.vectors.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -55,6 +54,7 @@ def _call_from_json(d: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> C
         aux=dict(d.get("aux", {})),
         expected=Outcome.from_meta(d["expected"], arrays),
         mistakes={k: Outcome.from_meta(m, arrays) for k, m in d.get("mistakes", {}).items()},
+        grad_mode=str(d.get("grad_mode", "")),
     )
 
 
@@ -71,6 +71,7 @@ def from_json(doc: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> Exerc
             judge=dict(c["judge"]),
             calls=[_call_from_json(d, arrays) for d in c["calls"]],
             caught=list(c.get("caught", [])),
+            output_names=list(c.get("outputs", [])),
         )
         for c in doc["checks"]
     ]
@@ -83,13 +84,42 @@ def from_json(doc: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> Exerc
     )
 
 
-def key_of(array: np.ndarray) -> str:
-    """A content address: equal arrays share one key (stored once, and a call whose inputs
-    are all equal to another's runs once)."""
-    a = np.asarray(array)
-    h = hashlib.sha1(f"{a.dtype.str}{a.shape}".encode())
-    h.update(a.tobytes())
-    return h.hexdigest()[:16]
+class ArrayTable:
+    """The arrays of one vectors file, keyed by *where they are used*, never by a hash of their
+    bytes: a key names the first place an array appears (``@i7``: the 8th distinct input;
+    ``@3.2.e.0``: check 3, call 2, the expected outcome's first array; ``@3.2.m5.1``: the same
+    for mistake 5). Regenerating on a CPU whose kernels round differently changes values in
+    their last bits, never keys. Equal arrays are stored once (the first key is reused)."""
+
+    def __init__(self) -> None:
+        self.arrays: dict[str, np.ndarray] = {}
+        self._by_content: dict[tuple[str, tuple[int, ...], bytes], str] = {}
+        self._inputs = 0
+
+    def put(self, array: np.ndarray, name: str) -> str:
+        a = np.asarray(array)
+        content = (a.dtype.str, tuple(a.shape), a.tobytes())
+        key = self._by_content.get(content)
+        if key is None:
+            key = self._by_content[content] = name
+            if key in self.arrays:
+                raise RuntimeError(f"array key {key} used twice")
+            self.arrays[key] = a
+        return key
+
+    def put_input(self, array: np.ndarray) -> str:
+        """An input (or cotangent, or judge's mask): numbered in order of first use."""
+        a = np.asarray(array)
+        content = (a.dtype.str, tuple(a.shape), a.tobytes())
+        if content in self._by_content:
+            return self._by_content[content]
+        self._inputs += 1
+        return self.put(a, f"@i{self._inputs - 1}")
+
+    def namer(self, prefix: str) -> Callable[[np.ndarray], str]:
+        """``put`` for one outcome: its arrays become ``prefix.0``, ``prefix.1``, ..."""
+        count = iter(range(10**9))
+        return lambda a: self.put(a, f"{prefix}.{next(count)}")
 
 
 def pack(arrays: Mapping[str, np.ndarray]) -> tuple[dict[str, list[Any]], dict[str, np.ndarray]]:
@@ -153,11 +183,9 @@ def public_part(
 # ----------------------------------------------------------------------------- generation
 
 
-def _encode(value: Any, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+def _encode(value: Any, table: ArrayTable) -> dict[str, Any]:
     if isinstance(value, np.ndarray):
-        key = key_of(value)
-        arrays[key] = value
-        return {"array": key}
+        return {"array": table.put_input(value)}
     if value is None or isinstance(value, (bool, int, float, str)):
         return {"value": value}
     raise TypeError(f"a check input must be a numpy array or a plain value, not {type(value)}")
@@ -169,13 +197,15 @@ def generate(
     checks: Sequence[Check],
     reference: Any,
     mistakes: Sequence[Mistake] = (),
+    outputs: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Build the vectors: run every check's calls on the reference (in-process, needs torch),
-    then on each classic mistake to learn which checks catch it and how it behaves."""
+    then on each classic mistake to learn which checks catch it and how it behaves.
+    ``outputs`` names each function's outputs as documented (for feedback)."""
     from grader.executor import single_thread
 
     with single_thread():
-        return _generate(exercise, functions, checks, reference, mistakes)
+        return _generate(exercise, functions, checks, reference, mistakes, outputs or {})
 
 
 def _generate(
@@ -184,30 +214,29 @@ def _generate(
     checks: Sequence[Check],
     reference: Any,
     mistakes: Sequence[Mistake],
+    outputs: Mapping[str, Sequence[str]],
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     from grader.executor import execute_call
     from grader.judges import close, judge
 
-    arrays: dict[str, np.ndarray] = {}
-
-    def put(a: np.ndarray) -> str:
-        return _encode(np.asarray(a), arrays)["array"]
-
+    table = ArrayTable()
+    arrays = table.arrays
     ref = {f: getattr(reference, f) for f in functions}
     docs = []
-    for check in checks:
+    for ci, check in enumerate(checks):
         datas: list[CallData] = []
         jsons: list[dict[str, Any]] = []
-        for call in check.build():
+        for j, call in enumerate(check.build()):
             names = list(call.args)
             data = CallData(
                 function=call.function,
-                args=[_encode(v, arrays) for v in call.args.values()],
-                kwargs={n: _encode(v, arrays) for n, v in call.kwargs.items()},
+                args=[_encode(v, table) for v in call.args.values()],
+                kwargs={n: _encode(v, table) for n, v in call.kwargs.items()},
                 grad_wrt=[names.index(n) for n in call.grad_wrt],
-                cotangents=[None if c is None else put(c) for c in call.cotangents],
+                cotangents=[None if c is None else table.put_input(c) for c in call.cotangents],
                 arg_names=names,
-                aux={n: put(a) for n, a in call.aux.items()},
+                aux={n: table.put_input(a) for n, a in call.aux.items()},
+                grad_mode=call.grad_mode,
             )
             meta, outs = execute_call(ref, data.request(), arrays)
             if not meta.get("ok"):
@@ -226,19 +255,21 @@ def _generate(
                 expected.outputs[k].array = np.asarray(value, dtype=have.dtype).reshape(have.shape)
             data.expected = expected
             datas.append(data)
-            jsons.append(
-                {
-                    "function": data.function,
-                    "args": data.args,
-                    "kwargs": data.kwargs,
-                    "arg_names": data.arg_names,
-                    "grad_wrt": data.grad_wrt,
-                    "cotangents": data.cotangents,
-                    "aux": data.aux,
-                    "expected": expected.to_meta(put),
-                    "mistakes": {},
-                }
-            )
+            record = {
+                "function": data.function,
+                "args": data.args,
+                "kwargs": data.kwargs,
+                "arg_names": data.arg_names,
+                "grad_wrt": data.grad_wrt,
+                "cotangents": data.cotangents,
+                "aux": data.aux,
+                "expected": expected.to_meta(table.namer(f"@{ci}.{j}.e")),
+                "mistakes": {},
+            }
+            if call.grad_mode:
+                record["grad_mode"] = call.grad_mode
+            jsons.append(record)
+        names_out = list(outputs.get(check.function, ()))
         cd = CheckData(
             check.name,
             check.function,
@@ -247,6 +278,7 @@ def _generate(
             check.description,
             check.judge,
             datas,
+            output_names=names_out,
         )
         verdict = judge(cd, [d.expected for d in datas], arrays)
         if not verdict.passed:
@@ -254,7 +286,7 @@ def _generate(
                 f"{check.name}: the reference fails its own check: {verdict.message}"
             )
         caught = []
-        for mistake in mistakes:
+        for mi, mistake in enumerate(mistakes):
             if mistake.function not in {d.function for d in datas}:
                 continue
             fns = SimpleNamespace(**{**ref, mistake.function: mistake.impl})
@@ -266,19 +298,20 @@ def _generate(
                 continue
             caught.append(mistake.name)
             for j, o in enumerate(outcomes):
-                jsons[j]["mistakes"][mistake.name] = o.to_meta(put)
-        docs.append(
-            {
-                "name": check.name,
-                "function": check.function,
-                "points": check.points,
-                "visibility": check.visibility,
-                "description": check.description,
-                "judge": check.judge,
-                "caught": caught,
-                "calls": jsons,
-            }
-        )
+                jsons[j]["mistakes"][mistake.name] = o.to_meta(table.namer(f"@{ci}.{j}.m{mi}"))
+        doc = {
+            "name": check.name,
+            "function": check.function,
+            "points": check.points,
+            "visibility": check.visibility,
+            "description": check.description,
+            "judge": check.judge,
+            "caught": caught,
+            "calls": jsons,
+        }
+        if names_out:
+            doc["outputs"] = names_out
+        docs.append(doc)
     doc = {
         "format": FORMAT,
         "exercise": exercise,
@@ -289,40 +322,161 @@ def _generate(
     return doc, arrays
 
 
+# ----------------------------------------------------------------------------- staleness
+# Two sets of vectors are compared by what they mean, not by their bytes: the same checks,
+# calls, caught mistakes and error kinds, and arrays that agree within a tolerance far below the
+# judges' (so a change that could alter a verdict is caught) and far above the last-bit noise
+# of one CPU's kernels against another's. A mistake's outcome is compared as recognition
+# compares it: where a mistake overflows, nan and ±inf are the same overflow.
+
+#: rtol per dtype for the reference's values (the judges' tightest is 1e-4 / 1e-7)
+REFERENCE_RTOL = {"float32": 1e-5, "float64": 1e-10}
+#: rtol for a mistake's values (recognition's tolerance is 2e-3 / 1e-6)
+MISTAKE_RTOL = {"float32": 2e-4, "float64": 1e-7}
+
+
+def _array_difference(x: np.ndarray, y: np.ndarray, mistake: bool) -> str | None:
+    from grader.judges import close
+
+    if x.dtype != y.dtype or x.shape != y.shape:
+        return f"{x.dtype}{x.shape} became {y.dtype}{y.shape}"
+    if x.dtype.kind != "f":
+        return None if np.array_equal(x, y) else "its values changed"
+    rtol = (MISTAKE_RTOL if mistake else REFERENCE_RTOL).get(str(x.dtype), 1e-5)
+    fx, fy = np.isfinite(x), np.isfinite(y)
+    if not np.array_equal(fx, fy):
+        return "which of its values are finite changed"
+    if not mistake and not np.array_equal(np.isnan(x), np.isnan(y)):
+        return "its nan/inf pattern changed"
+    if not close(x[fx], y[fy], rtol, rtol * 1e-2).all():
+        return "its values changed beyond round-off"
+    if not mistake and not np.array_equal(x[~fx], y[~fy], equal_nan=True):
+        return "its infinities changed sign"
+    return None
+
+
+def _outcome_difference(
+    a: Mapping[str, Any],
+    arr_a: Mapping[str, np.ndarray],
+    b: Mapping[str, Any],
+    arr_b: Mapping[str, np.ndarray],
+    mistake: bool,
+) -> str | None:
+    if bool(a.get("ok")) != bool(b.get("ok")):
+        return "it ran in one and failed in the other"
+    if not a.get("ok"):
+        same = a.get("error_kind") == b.get("error_kind")
+        return None if same else "it failed differently"
+    for field_name in ("container", "modified"):
+        if a.get(field_name) != b.get(field_name):
+            return f"its {field_name} changed"
+    outs_a, outs_b = a.get("outputs", []), b.get("outputs", [])
+    if len(outs_a) != len(outs_b):
+        return "its number of outputs changed"
+    for k, (x, y) in enumerate(zip(outs_a, outs_b)):
+        plain_x = {n: v for n, v in x.items() if n not in ("key", "value")}
+        plain_y = {n: v for n, v in y.items() if n not in ("key", "value")}
+        if plain_x != plain_y:
+            return f"output {k + 1} changed type, shape, dtype or requires_grad"
+        if ("value" in x) != ("value" in y) or ("key" in x) != ("key" in y):
+            return f"output {k + 1} changed kind"
+        if "value" in x and x["value"] != y["value"]:
+            vx, vy = np.asarray(x["value"], float), np.asarray(y["value"], float)
+            problem = _array_difference(vx, vy, mistake)
+            if problem:
+                return f"output {k + 1}: {problem}"
+        if "key" in x:
+            problem = _array_difference(arr_a[x["key"]], arr_b[y["key"]], mistake)
+            if problem:
+                return f"output {k + 1}: {problem}"
+    grads_a, grads_b = a.get("grads", {}), b.get("grads", {})
+    if {p: g is None for p, g in grads_a.items()} != {p: g is None for p, g in grads_b.items()}:
+        return "which inputs get a gradient changed"
+    for pos, ka in grads_a.items():
+        if ka is not None:
+            problem = _array_difference(arr_a[ka], arr_b[grads_b[pos]], mistake)
+            if problem:
+                return f"the gradient of input {pos}: {problem}"
+    return None
+
+
+def _spec_difference(
+    a: Any, arr_a: Mapping[str, np.ndarray], b: Any, arr_b: Mapping[str, np.ndarray]
+) -> bool:
+    """Do two input specs (``{"array": key}``/``{"value": x}``, or a key) differ?"""
+    if isinstance(a, dict) and "array" in a and isinstance(b, dict) and "array" in b:
+        a, b = a["array"], b["array"]
+    elif isinstance(a, dict) or isinstance(b, dict) or a is None or b is None:
+        return a != b
+    return _array_difference(arr_a[a], arr_b[b], mistake=False) is not None
+
+
+def _call_difference(
+    a: Mapping[str, Any],
+    arr_a: Mapping[str, np.ndarray],
+    b: Mapping[str, Any],
+    arr_b: Mapping[str, np.ndarray],
+) -> str | None:
+    for field_name in ("function", "arg_names", "grad_wrt", "grad_mode"):
+        if a.get(field_name) != b.get(field_name):
+            return f"its {field_name} changed"
+    pairs = [
+        *zip(a["args"], b["args"]),
+        *((a["kwargs"].get(n), b["kwargs"].get(n)) for n in {*a["kwargs"], *b["kwargs"]}),
+        *zip(a.get("cotangents", []), b.get("cotangents", [])),
+        *((a["aux"].get(n), b["aux"].get(n)) for n in {*a.get("aux", {}), *b.get("aux", {})}),
+    ]
+    if len(a["args"]) != len(b["args"]) or len(a.get("cotangents", [])) != len(
+        b.get("cotangents", [])
+    ):
+        return "its inputs changed"
+    if any(_spec_difference(x, arr_a, y, arr_b) for x, y in pairs):
+        return "its inputs changed"
+    problem = _outcome_difference(a["expected"], arr_a, b["expected"], arr_b, mistake=False)
+    if problem:
+        return f"the reference's outcome: {problem}"
+    if set(a.get("mistakes", {})) != set(b.get("mistakes", {})):
+        return "the recorded mistakes changed"
+    for name, ma in a.get("mistakes", {}).items():
+        problem = _outcome_difference(ma, arr_a, b["mistakes"][name], arr_b, mistake=True)
+        if problem:
+            return f"mistake {name}'s outcome: {problem}"
+    return None
+
+
 def differences(
     a: tuple[Mapping[str, Any], Mapping[str, np.ndarray]],
     b: tuple[Mapping[str, Any], Mapping[str, np.ndarray]],
 ) -> list[str]:
-    """What differs between two sets of vectors (empty: the same up to round-off)."""
-    from grader.judges import close
-
+    """What differs between two sets of vectors in meaning (empty: the same up to round-off,
+    whatever the arrays are called)."""
     (doc_a, arr_a), (doc_b, arr_b) = a, b
     found = []
-    if json.dumps(doc_a, sort_keys=True) != json.dumps(doc_b, sort_keys=True):
-        names_a = [c["name"] for c in doc_a["checks"]]
-        names_b = [c["name"] for c in doc_b["checks"]]
-        if names_a != names_b:
-            found.append(f"checks differ: {names_a} vs {names_b}")
+    meta_a = {k: v for k, v in doc_a.items() if k != "checks"}
+    meta_b = {k: v for k, v in doc_b.items() if k != "checks"}
+    if json.dumps(meta_a, sort_keys=True) != json.dumps(meta_b, sort_keys=True):
+        found.append("the exercise's functions or mistakes changed")
+    names_a = [c["name"] for c in doc_a["checks"]]
+    names_b = [c["name"] for c in doc_b["checks"]]
+    if names_a != names_b:
+        return [*found, f"checks differ: {names_a} vs {names_b}"]
+    for ca, cb in zip(doc_a["checks"], doc_b["checks"]):
+        definition_a = {k: v for k, v in ca.items() if k not in ("calls", "caught")}
+        definition_b = {k: v for k, v in cb.items() if k not in ("calls", "caught")}
+        if json.dumps(definition_a, sort_keys=True) != json.dumps(definition_b, sort_keys=True):
+            found.append(f"{ca['name']}: its definition changed")
+        elif ca.get("caught") != cb.get("caught"):
+            lost = sorted(set(ca.get("caught", [])) - set(cb.get("caught", [])))
+            new = sorted(set(cb.get("caught", [])) - set(ca.get("caught", [])))
+            found.append(f"{ca['name']}: the mistakes it catches changed (-{lost} +{new})")
+        elif len(ca["calls"]) != len(cb["calls"]):
+            found.append(f"{ca['name']}: its number of calls changed")
         else:
-            for ca, cb in zip(doc_a["checks"], doc_b["checks"]):
-                if json.dumps(ca, sort_keys=True) != json.dumps(cb, sort_keys=True):
-                    found.append(
-                        f"{ca['name']}: its definition, outcomes or caught mistakes changed"
-                    )
-        if not found:
-            found.append("the exercise's metadata changed")
-    if set(arr_a) != set(arr_b):
-        found.append(f"{len(set(arr_a) ^ set(arr_b))} arrays added or removed")
-    for k in sorted(set(arr_a) & set(arr_b)):
-        x, y = arr_a[k], arr_b[k]
-        if x.dtype != y.dtype or x.shape != y.shape:
-            found.append(f"array {k}: {x.dtype}{x.shape} vs {y.dtype}{y.shape}")
-        elif x.dtype.kind == "f":
-            rtol = 1e-5 if x.dtype == np.float32 else 1e-10
-            if not close(x, y, rtol, rtol * 1e-2).all():
-                found.append(f"array {k} changed values")
-        elif not np.array_equal(x, y):
-            found.append(f"array {k} changed values")
+            for j, (x, y) in enumerate(zip(ca["calls"], cb["calls"])):
+                problem = _call_difference(x, arr_a, y, arr_b)
+                if problem:
+                    found.append(f"{ca['name']}: call {j}: {problem}")
+                    break
     return found
 
 

@@ -3,36 +3,84 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from grader import api, store
 from rlkit.plugins import get_exercises
 
-COURSE = ("log_prob", "reinforce", "ppo", "dpo")
+#: every registered exercise with a reference solution (a plugin's too)
+EXERCISES = [name for name, ex in get_exercises().items() if ex.solution is not None]
 
 
-@pytest.mark.parametrize("name", COURSE)
+@pytest.mark.parametrize("name", EXERCISES)
 def test_stored_vectors_are_not_stale(name: str) -> None:
     stale = api.verify([name])[name]
     assert not stale, f"run `rlkit vectors --regenerate`: {stale[:5]}"
 
 
-def test_differences_notices_a_changed_value_a_changed_check_and_a_removed_array() -> None:
+def _first_float_array(doc: dict, where: str) -> tuple[str, str]:
+    """(check name, key) of the first float array of the reference's ("e") or a mistake's
+    ("m") outcomes."""
+    for check in doc["checks"]:
+        for call in check["calls"]:
+            outcomes = [call["expected"]] if where == "e" else list(call["mistakes"].values())
+            for outcome in outcomes:
+                for out in outcome.get("outputs", []):
+                    key = out.get("key", "")
+                    own = where == "e" or ".m" in key  # not shared with the reference
+                    if own and out.get("dtype") in ("float32", "float64"):
+                        return check["name"], key
+    raise AssertionError("no float output found")
+
+
+def test_differences_sees_meaning_not_bytes_or_keys() -> None:
     doc, arrays = store.read_raw(store.package_vectors_stem("grader.checks.reinforce"))
     assert store.differences((doc, arrays), (doc, dict(arrays))) == []
-    key = next(k for k, a in arrays.items() if a.dtype == np.float64 and a.size > 1)
-    changed = dict(arrays)
-    changed[key] = arrays[key] + 1e-3
-    assert any(key in d for d in store.differences((doc, arrays), (doc, changed)))
+    name, key = _first_float_array(doc, "e")
+    # last-bit noise in the reference's values is no difference
+    noisy = {**arrays, key: np.nextafter(arrays[key], np.inf).astype(arrays[key].dtype)}
+    assert store.differences((doc, arrays), (doc, noisy)) == []
+    # a value beyond round-off is, and the message names the check
+    changed = {**arrays, key: arrays[key] + 1e-3}
+    assert any(d.startswith(name) for d in store.differences((doc, arrays), (doc, changed)))
+    # renaming every array (another CPU, another order) is no difference
+    renamed_doc = json.loads(json.dumps(doc).replace('"@', '"@x'))
+    renamed = {f"@x{k[1:]}": v for k, v in arrays.items()}
+    assert store.differences((doc, arrays), (renamed_doc, renamed)) == []
+    # a changed definition is
     doc2 = {**doc, "checks": [{**doc["checks"][0], "points": 99}, *doc["checks"][1:]]}
     assert store.differences((doc, arrays), (doc2, arrays))
-    fewer = dict(arrays)
-    fewer.pop(key)
-    assert store.differences((doc, arrays), (doc, fewer))
 
 
-@pytest.mark.parametrize("name", COURSE)
+def test_a_mistakes_overflow_may_change_kind_but_not_the_references() -> None:
+    doc, arrays = store.read_raw(store.package_vectors_stem("grader.checks.log_prob"))
+    _, key = _first_float_array(doc, "m")
+    nan = arrays[key].copy()
+    nan.flat[0] = np.nan
+    inf = nan.copy()
+    inf.flat[0] = -np.inf
+    a, b = {**arrays, key: nan}, {**arrays, key: inf}
+    assert store.differences((doc, a), (doc, b)) == []  # nan vs -inf: the same overflow
+    assert store.differences((doc, arrays), (doc, a))  # finite vs overflow: a difference
+    _, ref_key = _first_float_array(doc, "e")
+    r_nan, r_inf = arrays[ref_key].copy(), arrays[ref_key].copy()
+    r_nan.flat[0], r_inf.flat[0] = np.nan, np.inf
+    assert store.differences((doc, {**arrays, ref_key: r_nan}), (doc, {**arrays, ref_key: r_inf}))
+
+
+def test_array_keys_name_where_arrays_are_used_not_their_bytes() -> None:
+    doc, arrays = store.read_raw(store.package_vectors_stem("grader.checks.ppo"))
+    assert all(k.startswith("@") for k in arrays)
+    assert all(
+        k[1:].replace(".", "").replace("i", "").replace("e", "").replace("m", "").isdigit()
+        for k in arrays
+    )
+
+
+@pytest.mark.parametrize("name", EXERCISES)
 def test_vector_files_hold_plain_numeric_arrays_only(name: str) -> None:
     stem = store.package_vectors_stem(get_exercises()[name].checks)
     with np.load(stem.with_name(stem.name + store.SUFFIX_NPZ), allow_pickle=False) as npz:

@@ -7,6 +7,9 @@ import numpy as np
 from grader.model import HIDDEN
 from grader.spec import FLOATS, Call, Check, ints, normal, scalar_cot
 
+#: the documented names of the outputs, for feedback
+OUTPUTS = {"dpo_loss": ("loss", "chosen_rewards", "rejected_rewards")}
+
 # ------------------------------------------------------------------------- sequence_log_probs
 
 

@@ -4,8 +4,23 @@ from __future__ import annotations
 
 import numpy as np
 
-from grader.model import HIDDEN
+from grader.judges import (
+    Arrays,
+    Failure,
+    Got,
+    call_failure,
+    close,
+    describe_call,
+    each_call,
+    mismatch,
+    tolerance,
+    values_problem,
+)
+from grader.model import HIDDEN, CheckData
 from grader.spec import FLOATS, Call, Check, ints, normal
+
+#: exercise-specific judges below are named by import path in the checks
+HERE = __name__
 
 #: logits shapes [..., A]: no batch dim, one, two; A from 2 to 7.
 SHAPES = [(3,), (5, 2), (2, 3, 4), (1, 7)]
@@ -100,6 +115,65 @@ def _autograd(rng: np.random.Generator) -> list[Call]:
     ]
 
 
+def _graph(rng: np.random.Generator) -> list[Call]:
+    """``logits`` that require grad, as a policy's do: the result must still be plain."""
+    return [
+        Call(
+            "grad_log_prob",
+            {"logits": logits, "actions": actions},
+            grad_wrt=("logits",),
+            cotangents=(None,),
+        )
+        for logits, actions, _ in _pairs(rng, SHAPES[:2])
+    ]
+
+
+def _inference(rng: np.random.Generator) -> list[Call]:
+    """Autograd switched off (``torch.inference_mode()``): the closed form still works."""
+    return [
+        Call("grad_log_prob", {"logits": logits, "actions": actions}, grad_mode="inference")
+        for logits, actions, _ in _pairs(rng, SHAPES[:2])
+    ]
+
+
+def equals_autograd(check: CheckData, got: Got, arrays: Arrays, params: dict) -> list[Failure]:
+    """Call 0 is the student's closed form; call 1 the reference's autograd of log_prob."""
+    call, ref = check.calls
+    g = got[0]
+    problem = call_failure(call, g, arrays, check=check)
+    if problem is None:
+        assert g is not None and g.outputs[0].array is not None and ref.expected is not None
+        want = ref.expected.grads[params.get("arg", 0)]
+        assert want is not None
+        ok = close(g.outputs[0].array, want, *tolerance(g.outputs[0].dtype, "normal", call, arrays))
+        if not ok.all():
+            problem = (
+                f"for {describe_call(call, arrays)}, the result differs from autograd's "
+                f"gradient of log_prob: {mismatch(g.outputs[0].array, want, ok)}"
+            )
+    return [(0, problem, False)] if problem else []
+
+
+def without_autograd(check: CheckData, got: Got, arrays: Arrays, params: dict) -> list[Failure]:
+    """Right values when autograd is off: a closed form, not backward/torch.autograd.grad."""
+
+    failures = each_call(
+        check, got, arrays, lambda call, g: values_problem(check, call, g, arrays, params)
+    )
+    out = []
+    for i, message, strong in failures:
+        g = got[i]
+        if g is not None and not g.ok and g.error_kind == "exception":
+            message = (
+                f"{check.function}() fails when autograd is off (it ran under "
+                f"torch.inference_mode()): {g.error}. Compute the closed form "
+                f"onehot(a) − softmax(logits) instead of calling backward or torch.autograd.grad"
+            )
+            strong = True
+        out.append((i, message, strong))
+    return out
+
+
 def _per_function(function: str, extreme_grads: bool) -> list[Check]:
     f = function
     checks = [
@@ -181,7 +255,27 @@ CHECKS: list[Check] = [
         "grad_log_prob",
         2,
         "equals autograd's gradient of log π(a|s) with respect to the logits",
-        {"kind": "autograd", "arg": 0},
+        {"kind": f"{HERE}:equals_autograd", "arg": 0},
         _autograd,
+    ),
+    Check(
+        "grad_log_prob.without_autograd",
+        "grad_log_prob",
+        1,
+        "works with autograd switched off (a closed form, no backward/torch.autograd.grad)",
+        {"kind": f"{HERE}:without_autograd"},
+        _inference,
+    ),
+    Check(
+        "grad_log_prob.no_autograd_graph",
+        "grad_log_prob",
+        1,
+        "returns a plain tensor (no autograd graph) even when the logits require grad",
+        {
+            "kind": "detached",
+            "outputs": [0],
+            "explain": "compute it under `torch.no_grad()` (or from `logits.detach()`)",
+        },
+        _graph,
     ),
 ]

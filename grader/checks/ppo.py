@@ -4,8 +4,23 @@ from __future__ import annotations
 
 import numpy as np
 
-from grader.model import HIDDEN
+from grader.judges import (
+    Arrays,
+    Failure,
+    Got,
+    close,
+    describe_call,
+    each_call,
+    fmt,
+    mismatch,
+    tolerance,
+)
+from grader.model import HIDDEN, CallData, CheckData, Outcome
 from grader.spec import FLOATS, Call, Check, normal, scalar_cot
+
+HERE = __name__
+#: the documented names of the outputs, for feedback
+OUTPUTS = {"gae": ("advantages", "returns")}
 
 # ------------------------------------------------------------------------- ppo_clip_loss
 
@@ -62,6 +77,74 @@ def _clip_extreme(rng: np.random.Generator) -> list[Call]:
     ]
 
 
+def _unlikely(rng: np.random.Generator) -> list[Call]:
+    """Log-probs around −120, as a policy that has become nearly deterministic gives its rare
+    actions: exp(log π) underflows to 0 in float32 (below about −104), so only a ratio
+    computed as exp(log π − log π_old) stays finite."""
+    calls = []
+    for dtype in FLOATS:
+        old = -120.0 + rng.standard_normal(8) * 3.0
+        log_probs = (old + _ratios(rng, 8, 0.2)).astype(dtype)
+        advantages = normal(rng, (8,), dtype)
+        calls.append(
+            Call(
+                "ppo_clip_loss",
+                {
+                    "log_probs": log_probs,
+                    "old_log_probs": old.astype(dtype),
+                    "advantages": advantages,
+                },
+                grad_wrt=("log_probs",),
+                cotangents=(scalar_cot(dtype),),
+            )
+        )
+    return calls
+
+
+def zero_grad_when_clipped(
+    check: CheckData, got: Got, arrays: Arrays, params: dict
+) -> list[Failure]:
+    """∂L/∂log_probs is exactly 0 where the clip is active in the advantage's direction."""
+    pos = params["arg"]
+
+    def nonzero(call: CallData, g: Outcome) -> str | None:
+        mask = arrays[call.aux[params["mask"]]]
+        grad = g.grads.get(pos)
+        name = call.arg_names[pos]
+        if grad is None:
+            return f"no gradient reaches `{name}` for {describe_call(call, arrays)}"
+        if np.any(np.abs(grad[mask]) > 1e-6):
+            return (
+                f"for {describe_call(call, arrays)}, the gradient with respect to `{name}` "
+                f"must be exactly 0 where the clip is active in the advantage's direction "
+                f"(entries {fmt(np.flatnonzero(mask))}); got {fmt(grad[mask])}. Clip the "
+                f"ratio, multiply by A, then take the min"
+            )
+        return None
+
+    return each_call(check, got, arrays, nonzero)
+
+
+def returns_are_advantages_plus_values(
+    check: CheckData, got: Got, arrays: Arrays, params: dict
+) -> list[Failure]:
+    """gae's second output is its first plus ``values`` (whatever the advantages are)."""
+
+    def mismatched(call: CallData, g: Outcome) -> str | None:
+        adv, returns = g.outputs[0].array, g.outputs[1].array
+        assert adv is not None and returns is not None
+        want = adv + arrays[call.args[call.arg_names.index("values")]["array"]]
+        ok = close(returns, want, *tolerance(g.outputs[1].dtype, "normal", call, arrays))
+        if ok.all():
+            return None
+        return (
+            f"for {describe_call(call, arrays)}, `returns` must equal your `advantages` + "
+            f"`values`: {mismatch(returns, want, ok)}"
+        )
+
+    return each_call(check, got, arrays, mismatched)
+
+
 # ------------------------------------------------------------------------- gae
 
 
@@ -115,7 +198,9 @@ def _td_errors(rng: np.random.Generator) -> list[Call]:
 
 
 def _gae_long(rng: np.random.Generator) -> list[Call]:
-    return [_gae_case(rng, 1000, dtype, rng.random(1000) < 0.01, {}) for dtype in FLOATS]
+    return [
+        _gae_case(rng, t, dtype, rng.random(t) < 0.01, {}) for t in (1000, 4096) for dtype in FLOATS
+    ]
 
 
 CHECKS: list[Check] = [
@@ -151,7 +236,7 @@ CHECKS: list[Check] = [
         "ppo_clip_loss",
         1,
         "zero gradient where the clip is active in the advantage's direction",
-        {"kind": "zero_grad", "arg": 0, "mask": "clipped"},
+        {"kind": f"{HERE}:zero_grad_when_clipped", "arg": 0, "mask": "clipped"},
         _clip(("log_probs",)),
         seed="ppo_clip_loss.grad_cases",
     ),
@@ -170,6 +255,14 @@ CHECKS: list[Check] = [
         "finite and right for 10,000 samples with ratios up to e^±20 and large advantages",
         {"kind": "values", "tolerance": "loose", "grads": True},
         _clip_extreme,
+    ),
+    Check(
+        "ppo_clip_loss.unlikely_actions",
+        "ppo_clip_loss",
+        1,
+        "finite and right for log-probs around −120 (exp(log π) underflows in float32)",
+        {"kind": "values", "tolerance": "loose", "grads": True},
+        _unlikely,
     ),
     Check(
         "ppo_clip_loss.no_inplace",
@@ -228,12 +321,7 @@ CHECKS: list[Check] = [
         "gae",
         1,
         "returns = advantages + values",
-        {
-            "kind": "sum",
-            "target": 1,
-            "terms": [["output", 0], ["arg", 1]],
-            "explain": "returns must equal advantages + values",
-        },
+        {"kind": f"{HERE}:returns_are_advantages_plus_values"},
         _gae(True),
         seed="gae.rollouts",
     ),
@@ -241,7 +329,7 @@ CHECKS: list[Check] = [
         "gae.long_rollout",
         "gae",
         1,
-        "finite and right on 1000 steps",
+        "finite and right on 1000 and 2048 steps",
         {"kind": "values", "tolerance": "loose"},
         _gae_long,
     ),

@@ -4,8 +4,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from grader.model import HIDDEN
+from grader.judges import (
+    Arrays,
+    Failure,
+    Got,
+    close,
+    describe_call,
+    each_call,
+    fmt,
+    mismatch,
+    tolerance,
+)
+from grader.model import HIDDEN, CallData, CheckData, Outcome
 from grader.spec import FLOATS, Call, Check, normal, scalar_cot
+
+HERE = __name__
 
 GAMMAS = (0.99, 0.9, 0.5, 0.0, 1.0)
 
@@ -58,16 +71,45 @@ def _restarts(rng: np.random.Generator) -> list[Call]:
     return calls
 
 
+def restarts_after_dones(check: CheckData, got: Got, arrays: Arrays, params: dict) -> list[Failure]:
+    """Call 0 is a rollout of several episodes, calls 1.. its episodes alone. The rollout's
+    returns must be the reference's; the student's own per-episode returns are shown too, so
+    a sum that does not restart after a done step is visible as such."""
+    call = check.calls[0]
+    dones = arrays[call.args[call.arg_names.index("dones")]["array"]]
+
+    def restarts(c: CallData, g: Outcome) -> str | None:
+        if c is not call:
+            return None
+        want, have = c.expected.outputs[0].array, g.outputs[0].array  # type: ignore[union-attr]
+        ok = close(have, want, *tolerance(g.outputs[0].dtype, "normal", c, arrays))
+        if ok.all():
+            return None
+        episodes = [o.outputs[0].array for o in got[1:] if o is not None and o.ok]
+        own = ""
+        if len(episodes) == len(got) - 1:
+            alone = np.concatenate(episodes)
+            own = f" (your function on each episode alone gives {fmt(alone)})"
+        return (
+            f"for {describe_call(c, arrays)}, the sum must restart after each done step "
+            f"(dones at steps {fmt(np.flatnonzero(dones))}): {mismatch(have, want, ok)}{own}"
+        )
+
+    return each_call(check, got, arrays, restarts)
+
+
 def _long(rng: np.random.Generator) -> list[Call]:
     calls = []
     for dtype in FLOATS:
         rewards = np.ones(1000, dtype=dtype)
         calls.append(Call("returns_to_go", {"rewards": rewards, "gamma": 0.99}))
-        dones = rng.random(1000) < 0.01
+        # a REINFORCE batch: 8 whole episodes of up to 500 steps laid end to end
+        dones = rng.random(4000) < 0.002
+        dones[-1] = True
         calls.append(
             Call(
                 "returns_to_go",
-                {"rewards": normal(rng, (1000,), dtype), "gamma": 0.99, "dones": dones},
+                {"rewards": normal(rng, (4000,), dtype), "gamma": 0.99, "dones": dones},
             )
         )
     return calls
@@ -134,14 +176,14 @@ CHECKS: list[Check] = [
         "returns_to_go",
         1,
         "a rollout's returns equal its episodes' returns computed one at a time",
-        {"kind": "concat"},
+        {"kind": f"{HERE}:restarts_after_dones"},
         _restarts,
     ),
     Check(
         "returns_to_go.long_episode",
         "returns_to_go",
         1,
-        "finite and right on 1000 steps",
+        "finite and right on 1000 steps, and on 4000 (a batch of whole CartPole episodes)",
         {"kind": "values", "tolerance": "loose"},
         _long,
     ),

@@ -14,6 +14,7 @@ EXERCISES = (
         "grader.checks.log_prob",
         "The log-prob trick",
         order=10,
+        mistakes="rlkit_course.mistakes.log_prob",
     ),
     Exercise(
         "reinforce",
@@ -23,6 +24,7 @@ EXERCISES = (
         "grader.checks.reinforce",
         "REINFORCE",
         order=20,
+        mistakes="rlkit_course.mistakes.reinforce",
     ),
     Exercise(
         "ppo",
@@ -32,6 +34,7 @@ EXERCISES = (
         "grader.checks.ppo",
         "PPO: clipping and GAE",
         order=30,
+        mistakes="rlkit_course.mistakes.ppo",
     ),
     Exercise(
         "dpo",
@@ -41,6 +44,7 @@ EXERCISES = (
         "grader.checks.dpo",
         "DPO: preferences without a reward model",
         order=40,
+        mistakes="rlkit_course.mistakes.dpo",
     ),
 )
 

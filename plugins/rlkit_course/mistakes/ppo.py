@@ -41,6 +41,12 @@ def _clip_mistake(variant):
     return loss
 
 
+def _clip_exp_over_exp(log_probs, old_log_probs, advantages, clip_eps=0.2):
+    ratio = torch.exp(log_probs) / torch.exp(old_log_probs.detach())
+    a = advantages.detach()
+    return -torch.min(ratio * a, ratio.clamp(1 - clip_eps, 1 + clip_eps) * a).mean()
+
+
 def _gae(rewards, values, dones, last_value, gamma=0.99, lam=0.95, *, variant=""):
     t_max = rewards.shape[0]
     not_done = 1.0 - dones.to(rewards.dtype)
@@ -138,6 +144,14 @@ MISTAKES = [
         _clip_mistake("eps_ignored"),
     ),
     Mistake(
+        "ratio_exp_over_exp",
+        "ppo_clip_loss",
+        "computes the ratio as exp(log_probs) / exp(old_log_probs): for log-probs below about "
+        "-104, exp underflows to 0 in float32 and the ratio is 0/0 = nan; use "
+        "exp(log_probs - old_log_probs).",
+        _clip_exp_over_exp,
+    ),
+    Mistake(
         "gae_next_value_off_by_one",
         "gae",
         "bootstraps from V_t instead of V_{t+1}: the next value of step t is values[t+1] "
@@ -208,7 +222,7 @@ def _clip_where(log_probs, old_log_probs, advantages, clip_eps=0.2):
 
 
 def _clip_neg_max(log_probs, old_log_probs, advantages, clip_eps=0.2):
-    ratio = torch.exp(log_probs) / torch.exp(old_log_probs.detach())
+    ratio = torch.exp(log_probs - old_log_probs.detach())
     a = advantages.detach()
     return torch.max(-ratio * a, -ratio.clip(1 - clip_eps, 1 + clip_eps) * a).mean()
 

@@ -12,6 +12,12 @@ def _pick(values: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
     return values.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
 
 
+def _grad_autograd(logits, actions):
+    leaf = logits.detach().requires_grad_(True)
+    picked = torch.log_softmax(leaf, -1).gather(-1, actions[..., None]).sum()
+    return torch.autograd.grad(picked, leaf)[0]
+
+
 MISTAKES = [
     Mistake(
         "log_softmax_overflow",
@@ -112,6 +118,22 @@ MISTAKES = [
             F.one_hot(actions, logits.shape[-1]).to(logits.dtype) - torch.exp(logits)
         ),
     ),
+    Mistake(
+        "grad_keeps_graph",
+        "grad_log_prob",
+        "returns a tensor that keeps the logits' autograd graph; the closed form is plain "
+        "data: compute it under torch.no_grad() (or from logits.detach()).",
+        lambda logits, actions: (
+            F.one_hot(actions, logits.shape[-1]).to(logits.dtype) - torch.softmax(logits, -1)
+        ),
+    ),
+    Mistake(
+        "grad_by_autograd",
+        "grad_log_prob",
+        "asks autograd for the gradient; the exercise is the closed form "
+        "onehot(a) - softmax(logits), which needs no autograd.",
+        _grad_autograd,
+    ),
 ]
 
 
@@ -131,7 +153,7 @@ def _entropy_lse(logits):
 
 
 def _grad_scatter(logits, actions):
-    g = -torch.softmax(logits, -1)
+    g = -torch.softmax(logits.detach(), -1)
     return g.scatter_add(-1, actions.unsqueeze(-1), torch.ones_like(g[..., :1]))
 
 
@@ -180,9 +202,9 @@ ALTERNATIVES = [
         lambda logits: -(torch.softmax(logits, -1) * torch.log_softmax(logits, -1)).sum(-1),
     ),
     Alternative(
-        "one_hot_minus_softmax",
+        "one_hot_minus_softmax_of_detached",
         "grad_log_prob",
-        lambda logits, actions: F.one_hot(actions, logits.shape[-1]) - logits.softmax(-1),
+        lambda logits, actions: F.one_hot(actions, logits.shape[-1]) - logits.detach().softmax(-1),
     ),
     Alternative("scatter", "grad_log_prob", _grad_scatter),
     Alternative("eye_no_grad", "grad_log_prob", _grad_eye),

@@ -1,6 +1,7 @@
-"""Fidelity: every classic mistake fails the public checks and is named in the feedback; every
-alternative correct answer passes every check, hidden ones included. Runs in-process through
-the same judges and stored vectors as `rlkit check`."""
+"""Fidelity, for every registered exercise (a plugin's too): every classic mistake fails the
+public checks and is named in the feedback; every alternative correct answer passes every check,
+hidden ones included. Runs in-process through the same judges and stored vectors as
+`rlkit check`. The catalogues are the ones the exercises register (``Exercise.mistakes``)."""
 
 from __future__ import annotations
 
@@ -10,33 +11,37 @@ import pytest
 
 from grader.api import check_module, mistakes_suite
 from grader.model import HIDDEN, PUBLIC
+from rlkit.plugins import get_exercises
 
-EXERCISES = ("log_prob", "reinforce", "ppo", "dpo")
-SUITES = {name: mistakes_suite(name) for name in EXERCISES}
+EXERCISES = {name: ex for name, ex in get_exercises().items() if ex.solution is not None}
+SUITES = {name: mistakes_suite(ex) for name, ex in EXERCISES.items()}
 
 
 def _reference(exercise: str) -> dict:
-    module = importlib.import_module(f"solutions.{exercise}")
-    return {n: getattr(module, n) for n in dir(module) if not n.startswith("_")}
+    module = importlib.import_module(EXERCISES[exercise].solution)
+    return {n: getattr(module, n) for n in EXERCISES[exercise].functions}
 
 
 def _cases(kind: str) -> list:
     return [
         pytest.param(ex, item, id=f"{ex}:{item.function}:{item.name}")
         for ex, suite in SUITES.items()
+        if suite is not None
         for item in getattr(suite, kind)
     ]
 
 
-def test_every_exercise_has_at_least_six_mistakes_and_some_alternatives() -> None:
-    for name, suite in SUITES.items():
-        assert suite is not None, f"tests/mistakes/{name}_mistakes.py is missing"
-        assert len(suite.MISTAKES) >= 6, name
-        assert len({m.name for m in suite.MISTAKES}) == len(suite.MISTAKES), name
-        functions = importlib.import_module(f"solutions.{name}")
-        for item in [*suite.MISTAKES, *suite.ALTERNATIVES]:
-            assert hasattr(functions, item.function), (name, item.name)
-        assert {a.function for a in suite.ALTERNATIVES} >= {m.function for m in suite.MISTAKES}
+@pytest.mark.parametrize("name", list(EXERCISES))
+def test_every_exercise_has_mistakes_for_each_function_and_alternatives(name: str) -> None:
+    suite = SUITES[name]
+    assert suite is not None, f"{name} registers no mistakes (Exercise.mistakes)"
+    assert len(suite.MISTAKES) >= 6, name
+    assert len({m.name for m in suite.MISTAKES}) == len(suite.MISTAKES), name
+    functions = set(EXERCISES[name].functions)
+    for item in [*suite.MISTAKES, *suite.ALTERNATIVES]:
+        assert item.function in functions, (name, item.name)
+    assert {m.function for m in suite.MISTAKES} == functions, "a function has no mistakes"
+    assert {a.function for a in suite.ALTERNATIVES} >= {m.function for m in suite.MISTAKES}
 
 
 @pytest.mark.parametrize(("exercise", "mistake"), _cases("MISTAKES"))
