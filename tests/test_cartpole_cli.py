@@ -125,7 +125,8 @@ def test_resume_continues_the_curve(native_run: Path, tmp_path: Path) -> None:
     config = json.loads((run / "config.json").read_text())
     assert config["settings"]["timesteps"] == 6144 and config["resumed"][0]["to"] == 6144
     again = invoke("train", "cartpole", "--resume", str(run))
-    assert again.exit_code == 2 and "already" in again.output
+    assert again.exit_code == 2
+    assert "has trained all 6144 of its timesteps; pass --timesteps N with N > 6144" in again.output
 
 
 def test_sb3_resume_and_a2c(sb3_run: Path, tmp_path: Path) -> None:
@@ -186,7 +187,7 @@ def test_plot_redraws_a_cartpole_run(native_run: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--algo", "dqn"], "unknown algorithm 'dqn' for the sb3 backend"),
+        (["--algo", "sac"], "unknown algorithm 'sac' for cartpole"),
         (["--backend", "native", "--algo", "a2c"], "unknown algorithm 'a2c' for the native"),
         (["--backend", "jax"], "unknown backend 'jax'"),
         (["--timesteps", "-5"], "--timesteps must be a positive number"),

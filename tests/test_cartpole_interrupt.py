@@ -4,6 +4,7 @@ The native case sends a real SIGINT to the installed `rlkit` console script."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -77,24 +78,31 @@ def test_ctrl_c_in_a_real_process_then_eval_and_resume(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_during_sb3_training_saves_and_resumes(tmp_path: Path, monkeypatch) -> None:
-    from rlkit_cartpole import progress
+    """A real SIGINT after SB3's first update: the session's handler lets SB3 stop before
+    its next rollout takes a step, so the saved model has trained exactly 2048 steps."""
+    from rlkit.progress import ProgressBar
+
+    original = ProgressBar.on_metrics
 
     def ctrl_c(self, trainer, step, metrics):
-        raise KeyboardInterrupt
+        original(self, trainer, step, metrics)
+        os.kill(os.getpid(), signal.SIGINT)
 
     run = tmp_path / "run"
     with monkeypatch.context() as patch:
-        patch.setattr(progress.ProgressBar, "on_metrics", ctrl_c)
+        patch.setattr(ProgressBar, "on_metrics", ctrl_c)
         result = CliRunner().invoke(
             cli,
             ["train", "cartpole", "--backend", "sb3", "--timesteps", "80000", "--out", str(run)],
         )
     assert result.exit_code == 130, result.output
     assert "Interrupted at 2048 timesteps" in result.output
+    assert f"Continue with: rlkit train cartpole --resume {run}" in result.output
     assert (run / "model" / "model.zip").is_file() and (run / "curves.png").is_file()
     result = CliRunner().invoke(
         cli,
         ["train", "cartpole", "--resume", str(run), "--timesteps", "4096", "--eval-episodes", "1"],
     )
     assert result.exit_code == 0, result.output
+    assert f"Resuming {run} at timestep 2048 of 4096" in result.output
     assert [r["timesteps"] for r in read_metrics(run / "metrics.csv")] == [2048.0, 4096.0]

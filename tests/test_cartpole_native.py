@@ -118,18 +118,19 @@ def test_callback_can_stop_training() -> None:
     trainer = NativeTrainer(make_config("reinforce", timesteps=10**6))
     recorder = Recorder(stop_after=2)
     trainer.train([recorder])
-    assert len(recorder.rows) == 2 and trainer.updates == 2 and not trainer.interrupted
+    assert len(recorder.rows) == 2 and trainer.updates == 2 and not trainer.stop_requested
 
 
 def test_ctrl_c_stops_cleanly_and_checkpoint_resumes(tmp_path: Path) -> None:
-    class CtrlC(Callback):
+    class CtrlC(Callback):  # what the session's Ctrl-C handler does
         def on_metrics(self, trainer, step, metrics):
             if trainer.updates == 3:
-                raise KeyboardInterrupt
+                trainer.request_stop()
 
     trainer = NativeTrainer(make_config("ppo", timesteps=10**6, seed=2))
     trainer.train([CtrlC()])
-    assert trainer.interrupted and trainer.updates == 3
+    assert trainer.stop_requested and trainer.updates == 3
+    assert trainer.progress().done == trainer.timesteps == 3 * 16 * 32
     trainer.save(tmp_path)
     loaded = NativeTrainer.load(tmp_path)
     assert loaded.timesteps == trainer.timesteps and loaded.updates == 3
@@ -138,7 +139,7 @@ def test_ctrl_c_stops_cleanly_and_checkpoint_resumes(tmp_path: Path) -> None:
     assert loaded.evaluate(3).metrics == trainer.evaluate(3).metrics
     loaded.config.timesteps = trainer.timesteps + 512
     loaded.train()
-    assert loaded.timesteps == trainer.timesteps + 512 and not loaded.interrupted
+    assert loaded.timesteps == trainer.timesteps + 512 and not loaded.stop_requested
 
 
 def test_bad_settings_are_usage_errors(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ reference solutions trains CartPole; stubs and broken functions stop the run in 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -146,6 +147,8 @@ def test_students_own_functions_train_cartpole(
     )
     assert result.exit_code == 0, result.output
     assert "Mean reward: " in result.output
+    files = ", ".join(f"{e}.py" for e in ["log_prob", *exercises])
+    assert re.search(rf"Your {files}: all \d+ public checks pass", result.output), result.output
     config = json.loads((out / "config.json").read_text())
     assert config["backend"] == "native"
     assert config["settings"]["impl"] == "student" and config["settings"]["path"] == str(work)
@@ -156,6 +159,23 @@ def test_students_own_functions_train_cartpole(
     # evaluating a student's run needs only the checkpoint, not the workspace
     (work / "ppo.py").unlink()
     assert CliRunner().invoke(cli, ["eval", str(out), "-n", "2"]).exit_code == 0
+
+
+def test_failing_checks_are_named_and_the_run_still_trains(tmp_path: Path) -> None:
+    """A PPO loss with the sign flipped fails its checks: the student hears it before
+    training, and still gets the run, to watch what the mistake does."""
+    work = workspace(tmp_path / "work", PPO.replace("return -torch.where(", "return torch.where("))
+    out = tmp_path / "run"
+    result = invoke(
+        "--path", str(work), "--timesteps", "1024", "--out", str(out), "--eval-episodes", "1"
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("Public checks of your log_prob.py, ppo.py: ") and "fail" in lines[0]
+    named = [line for line in lines if line.startswith("  your ")]
+    assert named and all(line.startswith("  your ppo.ppo_clip_loss fails check ") for line in named)
+    assert "Training with them anyway" in result.output and "Mean reward: " in result.output
+    assert (out / "model" / "checkpoint.pt").is_file()
 
 
 def test_student_and_solution_give_the_same_first_updates(tmp_path: Path) -> None:
@@ -217,9 +237,14 @@ def test_stub_in_reinforce_names_the_exercise(tmp_path: Path) -> None:
     # --out names the workspace itself: the failed run must take away only what it wrote
     result = invoke("--algo", "reinforce", "--path", str(work), "--out", str(work))
     assert result.exit_code == 1
-    assert result.output.strip().splitlines() == [
+    lines = result.output.strip().splitlines()
+    # the public checks ran first and named the stub; then training stopped at its first call
+    assert lines[0].startswith("Public checks of your log_prob.py, reinforce.py: ")
+    assert lines[1] == "  your reinforce.returns_to_go is not implemented yet"
+    assert [line for line in lines if line.startswith("Error: ")] == [lines[-1]]
+    assert lines[-1] == (
         f"Error: reinforce.returns_to_go is not implemented yet in {work / 'reinforce.py'}: "
         "fill it in, then run `rlkit check reinforce`."
-    ]
+    )
     left = sorted(p.name for p in work.iterdir() if p.name != "__pycache__")
     assert left == ["log_prob.py", "ppo.py", "reinforce.py"]
