@@ -411,8 +411,7 @@ class Worker:
             os._exit(code)
 
     def read_ctrl(self) -> None:
-        """Nested: ``pid N`` (pid 1 of the worker's namespace), then ``status N`` (the wait
-        status of the process that ran the student's code)."""
+        """Nested: ``pid N``, the student's process (pid 1 of the worker's PID namespace)."""
         with contextlib.suppress(BlockingIOError, OSError):
             while len(self.ctrl_buffer) < 256:
                 chunk = os.read(self.ctrl, 64)
@@ -426,8 +425,6 @@ class Worker:
             with contextlib.suppress(ValueError):
                 if words[0] == "pid" and self.inner < 0:
                     self.inner = int(words[1])
-                elif words[0] == "status" and self.status is None:
-                    self.status = int(words[1])
 
     def poll(self) -> bool:
         """True once the process has ended (and been reaped)."""
@@ -442,8 +439,7 @@ class Worker:
             pid, status = os.waitpid(self.pid, os.WNOHANG)
             if pid == 0:
                 return False
-            if not self.nested:
-                self.status = status
+            self.status = status
         self.exited = True
         return True
 
@@ -464,39 +460,34 @@ class Worker:
 
 
 def _nested_worker(job: Mapping[str, Any], arrays: Any, ids: list[int], w: int, cw: int) -> int:
-    """Enter fresh namespaces; the child (pid 1 there) mounts private /tmp and /proc and forks
-    the process that runs the student's code, then reports its wait status on ``cw``."""
+    """Enter fresh namespaces and fork the process that runs the student's code as pid 1 of a
+    new PID namespace (when it dies, every process in there dies; signals from inside it
+    cannot kill it). Its pid goes to the runner on ``cw``; its end is relayed as ours."""
     libc = _libc()
     enter_namespaces(libc)
     inner = os.fork()
-    if inner:
-        os.close(w)
-        os.write(cw, f"pid {inner}\n".encode())
-        os.waitpid(inner, 0)
-        return 0
-    code = 3
-    try:  # pid 1 of the new PID namespace: when it dies, every process in there dies
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        private_mounts(libc)
-        student = os.fork()
-        if student == 0:
-            try:
-                os.close(cw)
-                _drop_capabilities(libc)
-                worker_main(job, arrays, ids, w)
-                code = 0
-            except BaseException:  # noqa: BLE001
-                traceback.print_exc()  # into the runner's stderr (before the worker quiets it)
-                code = 3
-            finally:
-                os._exit(code)
-        os.close(w)
-        libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
-        _, status = os.waitpid(student, 0)
-        os.write(cw, f"status {status}\n".encode())
-        code = 0
-    finally:
-        os._exit(code)
+    if inner == 0:
+        code = 3
+        try:
+            os.close(cw)
+            private_mounts(libc)
+            _drop_capabilities(libc)
+            worker_main(job, arrays, ids, w)
+            code = 0
+        except BaseException:  # noqa: BLE001
+            traceback.print_exc()  # into the runner's stderr (unless the worker quieted it)
+        finally:
+            os._exit(code)
+    os.close(w)
+    os.write(cw, f"pid {inner}\n".encode())
+    _, status = os.waitpid(inner, 0)
+    if os.WIFSIGNALED(status):  # die the same way, so the runner can say what happened
+        sig = os.WTERMSIG(status)
+        with contextlib.suppress(OSError, ValueError):
+            signal.signal(sig, signal.SIG_DFL)
+            os.kill(os.getpid(), sig)
+        return 128 + sig
+    return os.WEXITSTATUS(status)
 
 
 # --------------------------------------------------------------------------- the runner
@@ -512,7 +503,7 @@ def _death(status: int | None, timed_out: bool, limits: Mapping[str, Any]) -> st
         if sig == getattr(signal, "SIGXCPU", -1):
             return f"used more than {limits.get('cpu_s', 30)} s of CPU time"
         if sig == signal.SIGKILL:
-            return "was killed (out of memory?)"
+            return "was killed (out of memory or CPU time?)"
         try:
             name = signal.Signals(sig).name
         except ValueError:
@@ -581,8 +572,6 @@ class Runner:
                     continue  # killed: reaped on the next turn
                 if not done or (not w.reader.eof and not broken and not timed_out):
                     continue
-                if w.nested and w.status is None:
-                    w.read_ctrl()
                 w.kill()  # anything it left behind
                 w.close()
                 del workers[i]
