@@ -149,7 +149,7 @@ def test_default_run_reaches_90_percent(trainer_cls: type) -> None:
 def test_eval_needs_a_trained_model(tmp_path: Path) -> None:
     run = Run.create(tmp_path / "run", "dpo", "native", DPOSettings().to_dict())
     with pytest.raises(UsageError, match="no trained model"):
-        NativeTrainer.load(run.path)
+        NativeTrainer.load(run.model_dir, DPOSettings())
 
 
 def test_models_build_prints_where(tmp_path: Path) -> None:

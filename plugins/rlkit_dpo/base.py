@@ -6,22 +6,20 @@ reopening a run are the same whatever trained it, so ``rlkit eval RUN`` never im
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import importlib.util
 import json
 import os
-import signal
-import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+import click
 import torch
 
 from rlkit.errors import RlkitError, UsageError
 from rlkit.impl import IMPLS, load_exercise_functions
-from rlkit.interfaces import Evaluation, Trainer
+from rlkit.interfaces import Evaluation, Progress, Trainer
 from rlkit.runs import Run
 from rlkit_dpo import evaluate as ev
 from rlkit_dpo.config import DPOSettings
@@ -32,8 +30,6 @@ from rlkit_dpo.policy import LanguageModelPolicy
 JUDGES = ("polite", "none")
 OPTIMIZERS = ("sgd", "adamw")
 EVAL_FILE = "eval.json"
-#: ``rlkit eval``'s default ``--episodes``; for DPO it means "the whole held-out split".
-CLI_DEFAULT_EPISODES = 10
 
 
 class DPOTrainerBase(Trainer):
@@ -49,11 +45,11 @@ class DPOTrainerBase(Trainer):
         settings: DPOSettings | None = None,
         *,
         weights: Path | None = None,
-        resume: bool = False,
         **overrides: Any,
     ) -> None:
-        """``weights``: a saved model to use as the policy instead of ``settings.model``: to
-        evaluate it, or with ``resume`` to train on from where it was saved (``resume_step``)."""
+        """``weights``: a saved model (``save``'s folder) to use as the policy instead of
+        ``settings.model``: to evaluate it, or to train on from where it was saved
+        (``resume_step``, when the folder holds the training state)."""
         self.settings = s = settings or DPOSettings(**overrides)
         _validate(s)
         _require(*self.requires)
@@ -63,20 +59,23 @@ class DPOTrainerBase(Trainer):
             _probe(self.functions)
         #: evaluation is a measurement, so it always scores with the reference functions
         self.reference_functions = load_exercise_functions("dpo", "solution")
-        train, heldout, split = self._read_rows(training=weights is None or resume)
+        train, heldout, split = self._read_rows(training=weights is None)
+        #: the saved model this trainer started from (None: ``settings.model``, untrained)
+        self.weights = Path(weights) if weights is not None else None
         #: the saved model folder training continues from (``--resume``), and its step
-        self.checkpoint = Path(weights) if resume and weights is not None else None
+        has_state = self.weights is not None and self.has_training_state(self.weights)
+        self.checkpoint = self.weights if has_state else None
         self.resume_step = self.saved_step(self.checkpoint) if self.checkpoint else 0
         #: optimizer steps taken so far (``train`` keeps it up to date)
         self.steps_done = self.resume_step
-        #: set when Ctrl-C stopped training after a step (see ``stop_on_ctrl_c``)
-        self.interrupted = False
         self.model, self.tokenizer = load_model(str(weights) if weights is not None else s.model)
         train = as_text(train, self.tokenizer, "--data")
         heldout = as_text(heldout, self.tokenizer, "--eval-data" if s.eval_data else "--data")
         if split:  # seeded, so reopening the run for evaluation finds the same held-out rows
             train, heldout = split_heldout(train, s.eval_split, s.seed)
-        self.train_rows, self.heldout_rows = train, heldout
+        #: the training rows; None until needed when only evaluating a run of the built-in task
+        self._train_rows: list[dict[str, Any]] | None = train if train or split else None
+        self.heldout_rows = heldout
         self.device = _device()
         self.model.to(self.device)
         self.policy = LanguageModelPolicy(
@@ -97,10 +96,49 @@ class DPOTrainerBase(Trainer):
             return train, heldout or load_jsonl(DEFAULT_HELDOUT, "--eval-data"), False
         return load_jsonl(s.data, "--data"), heldout, not s.eval_data
 
+    @property
+    def train_rows(self) -> list[dict[str, Any]]:
+        if self._train_rows is None:
+            train, _, _ = self._read_rows(training=True)
+            self._train_rows = as_text(train, self.tokenizer, "--data")
+        return self._train_rows
+
+    def progress(self) -> Progress:
+        return Progress(self.steps_done, self.total_steps(), "step")
+
+    # -- the session's hooks -----------------------------------------------------------------
+    def before_training(self) -> None:
+        """A new run: say which pairs are held out, and sample the answers *before* DPO."""
+        s = self.settings
+        if s.data is not None and s.eval_data is None and self.heldout_rows:
+            click.echo(
+                f"Holding out {len(self.heldout_rows)} of "
+                f"{len(self.heldout_rows) + len(self.train_rows)} pairs of {s.data} for the "
+                "evaluation (--eval-split; --eval-data FILE to choose them)."
+            )
+        if s.eval_prompts != 0:
+            click.echo("Sampling held-out answers before DPO...")
+            self.snapshot_reference()
+
+    def after_training(self, run_dir: Path, summary: Mapping[str, float]) -> list[str]:
+        """The held-out answers before vs. after (also in ``eval.json``), and the speed."""
+        lines = []
+        if self.settings.eval_prompts != 0:
+            result = self.evaluate()
+            self.write_evaluation(result, run_dir, summary)
+            lines.append(str(result))
+        lines.append(
+            f"{summary.get('train_pairs', 0):.0f} preference pairs in "
+            f"{summary.get('train_seconds', 0):.1f} s "
+            f"({summary.get('train_pairs_per_second', 0):.0f} pairs/s, {self.backend} backend)."
+        )
+        return lines
+
     # -- evaluation ------------------------------------------------------------------------
     def eval_rows(self, episodes: int | None = None) -> list[dict[str, str]]:
-        """The held-out rows to evaluate on: ``episodes`` of them, or ``eval_prompts``, or all."""
-        n = self.settings.eval_prompts if episodes in (None, CLI_DEFAULT_EPISODES) else episodes
+        """The held-out rows to evaluate on: ``episodes`` of them, else ``eval_prompts``, else
+        all of them."""
+        n = self.settings.eval_prompts if episodes is None else episodes
         return self.heldout_rows[:n] if n else self.heldout_rows
 
     def snapshot_reference(self, episodes: int | None = None) -> None:
@@ -112,11 +150,11 @@ class DPOTrainerBase(Trainer):
         self._before = self._sample(policy, rows)
         self._reference_heldout = ev.sequence_log_probs_of(policy, rows, self.settings.max_length)
 
-    def evaluate(
-        self, episodes: int = CLI_DEFAULT_EPISODES, video: Path | None = None
-    ) -> Evaluation:
+    def evaluate(self, episodes: int | None = None, video: Path | None = None) -> Evaluation:
         """Held-out prompts before vs. after DPO. ``episodes`` = how many held-out prompts
-        (``rlkit eval``'s default, 10, means all of them); ``video`` does not apply to text."""
+        (None: the run's ``eval_prompts``, else all); a language model has no video."""
+        if video is not None:
+            raise UsageError("--video records an agent in an environment; DPO has none")
         rows = self.eval_rows(episodes)
         if not rows:
             return Evaluation(
@@ -170,7 +208,7 @@ class DPOTrainerBase(Trainer):
     def reference_model(self) -> Any:
         """A frozen copy of the model *before* DPO, the reference π_ref. When training resumes
         the policy has moved, so the reference is loaded again from ``settings.model``."""
-        if self.checkpoint is None:
+        if self.weights is None:
             return copy.deepcopy(self.model)
         return self.original_model()
 
@@ -187,28 +225,13 @@ class DPOTrainerBase(Trainer):
         per_epoch = -(-len(self.train_rows) // s.per_device_train_batch_size)
         return per_epoch * s.num_train_epochs
 
-    @contextlib.contextmanager
-    def stop_on_ctrl_c(self) -> Iterator[None]:
-        """Meanwhile, Ctrl-C lets the current step finish and then stops training
-        (``self.interrupted``), so the model, optimizer and step count a save writes agree
-        and ``--resume`` continues exactly. A second Ctrl-C stops at once. Only in a single
-        process's main thread: a launcher's processes keep the default behaviour."""
-        self.interrupted = False
-        single = int(os.environ.get("WORLD_SIZE", "1")) == 1
-        if not single or threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handler(signum: int, frame: Any) -> None:
-            if self.interrupted:
-                raise KeyboardInterrupt
-            self.interrupted = True
-
-        previous = signal.signal(signal.SIGINT, handler)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
+    def check_resumable(self) -> None:
+        """A trainer loaded from a saved model trains on only from its training state."""
+        if self.weights is not None and self.checkpoint is None:
+            raise UsageError(
+                f"{self.weights} has no saved training state to resume from; it was stopped "
+                "before its first step or made by an older rlkit: start a new run"
+            )
 
     # -- save / load -----------------------------------------------------------------------
     @classmethod
@@ -226,28 +249,18 @@ class DPOTrainerBase(Trainer):
         self.tokenizer.save_pretrained(path)
 
     @classmethod
-    def load(cls, path: Path) -> DPOTrainerBase:
-        """Reopen a run directory: its settings, and its trained model as the policy."""
-        run = Run.open(path)
-        weights = run.model_dir
+    def load(cls, path: Path, settings: DPOSettings | None = None) -> DPOTrainerBase:
+        """Reopen a run's model folder with the run's settings (None: those in the run's
+        config.json beside it), its trained model as the policy."""
+        weights = Path(path)
         if not (weights / "config.json").is_file():
             raise UsageError(
-                f"{path} has no trained model yet ({weights} is missing); "
-                "was the training interrupted?"
+                f"{weights} holds no trained model yet; was the training interrupted before "
+                "its first step?"
             )
-        return cls(DPOSettings.from_dict(run.settings), weights=weights)
-
-    @classmethod
-    def resume(cls, run: Run, settings: DPOSettings) -> DPOTrainerBase:
-        """A trainer that continues ``run`` (with ``settings``: the run's own, perhaps with
-        more steps) from its saved model and training state."""
-        weights = run.model_dir
-        if not (weights / "config.json").is_file() or not cls.has_training_state(weights):
-            raise UsageError(
-                f"{run.path} has no saved training state to resume from ({weights}); it was "
-                "stopped before its first step or made by an older rlkit: start a new run"
-            )
-        return cls(settings, weights=weights, resume=True)
+        if settings is None:
+            settings = DPOSettings.from_dict(Run.open(weights.parent).settings)
+        return cls(settings, weights=weights)
 
     @classmethod
     def has_training_state(cls, folder: Path) -> bool:

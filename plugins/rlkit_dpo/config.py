@@ -9,8 +9,10 @@ margin curve and fewer, cheaper steps; 3 epochs and β = 0.1 are the course's.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
+
+from rlkit.settings import setting
 
 #: Logged by both backends, in this order; the first two are the headline of curves.png.
 METRICS = (
@@ -26,23 +28,51 @@ METRICS = (
 
 @dataclass
 class DPOSettings:
-    #: model folder or Hub id; None = rlkit's built-in tiny-polite-lm
-    model: str | None = None
-    #: training pairs (JSONL); None = the built-in polite-vs-rude task
-    data: str | None = None
-    #: held-out pairs for evaluation; None = the built-in held-out split, or with ``data``
-    #: the ``eval_split`` fraction of its prompts
-    eval_data: str | None = None
-    #: with ``data`` and no ``eval_data``: the fraction of its prompts held out (0: none)
-    eval_split: float = 0.1
-    beta: float = 0.1
-    #: "sgd" (plain SGD, the default for the built-in model) or "adamw" (TRL's default)
-    optim: str = "sgd"
-    learning_rate: float = 0.03
-    per_device_train_batch_size: int = 8
-    num_train_epochs: int = 3
-    #: stop after this many optimizer steps (None: run all epochs)
-    max_steps: int | None = None
+    """Every setting of a DPO run; fields with help are ``rlkit train dpo``'s options."""
+
+    model: str | None = setting(
+        None,
+        "A model folder (save_pretrained format) or a Hub id such as "
+        "Qwen/Qwen2.5-0.5B-Instruct. [default: rlkit's built-in tiny-polite-lm]",
+        metavar="PATH_OR_HUB_ID",
+    )
+    data: str | None = setting(
+        None,
+        "Training pairs: JSONL with prompt, chosen, rejected on every line. "
+        "[default: the built-in polite-vs-rude task]",
+        is_path=True,
+    )
+    eval_data: str | None = setting(
+        None,
+        "Held-out pairs for the before/after evaluation. [default: the built-in held-out "
+        "split; with --data, --eval-split of its prompts]",
+        is_path=True,
+    )
+    eval_split: float = setting(
+        0.1,
+        "With --data and no --eval-data: the fraction of its prompts held out of training "
+        "for the evaluation (0: train on all, evaluate nothing).",
+        min=0,
+    )
+    beta: float = setting(0.1, "How far the policy may move from the reference (larger: less).")
+    optim: str = setting(
+        "sgd",
+        "Optimizer. AdamW is TRL's default (use it with --lr 1e-5 for a real model); plain "
+        "SGD is what works on the built-in model, see the README.",
+        choices=("sgd", "adamw"),
+    )
+    learning_rate: float = setting(
+        0.03, "Learning rate (linear decay to 0).", flag=("--lr", "--learning-rate")
+    )
+    per_device_train_batch_size: int = setting(
+        8, "Preference pairs per step (per device).", flag="--batch-size", min=1
+    )
+    max_steps: int | None = setting(
+        None, "Stop after this many steps (overrides --epochs).", min=1, budget=True
+    )
+    num_train_epochs: int = setting(
+        3, "Passes over the training pairs.", flag="--epochs", min=1, budget=True
+    )
     max_length: int = 256
     max_grad_norm: float = 1.0
     logging_steps: int = 1
@@ -50,11 +80,29 @@ class DPOSettings:
     #: "solution" (rlkit's reference DPO functions) or "student" (the files in ``path``)
     impl: str = "solution"
     path: str | None = None
-    #: the rule that judges sampled answers: "polite" (the built-in task) or "none"
-    judge: str = "polite"
-    #: held-out prompts to sample for the preferred rate (None: all of them)
-    eval_prompts: int | None = None
+    judge: str | None = setting(
+        None,
+        "Rule that judges sampled answers. [default: polite for the built-in task, none with --data]",
+        choices=("polite", "none"),
+    )
+    eval_prompts: int | None = setting(
+        None,
+        "Held-out prompts to sample before and after (0: skip). [default: all of them]",
+        min=0,
+        resume=True,
+    )
     max_new_tokens: int = 40
+
+    def __post_init__(self) -> None:
+        if self.judge is None:
+            self.judge = "polite" if self.data is None else "none"
+
+    def resume_with(self, **changes: Any) -> DPOSettings:
+        """The settings ``--resume`` continues with: more ``--epochs`` drops the old
+        ``max_steps`` (which would cut them short) unless ``--max-steps`` is given too."""
+        if "num_train_epochs" in changes and "max_steps" not in changes:
+            changes["max_steps"] = None
+        return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -19,6 +19,7 @@ generator seeded with ``seed``. So both backends train the same way on the same 
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -26,9 +27,11 @@ from typing import Any
 
 import torch
 
+from rlkit.errors import UsageError
 from rlkit.interfaces import Callback, notify_metrics
 from rlkit.runs import written_whole
 from rlkit_dpo.base import DPOTrainerBase
+from rlkit_dpo.config import DPOSettings
 from rlkit_dpo.data import EncodedPair, drop_too_long, encode_pairs, pack
 from rlkit_dpo.objective import DPOObjective
 from rlkit_dpo.policy import LanguageModelPolicy
@@ -43,11 +46,18 @@ class NativeTrainer(DPOTrainerBase):
 
     backend = "native"
 
+    def __init__(self, settings: DPOSettings | None = None, **kwargs: Any) -> None:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise UsageError(
+                "the native backend trains on one device; use --backend trl under "
+                "`accelerate launch` (see the DPO plugin's README)"
+            )
+        super().__init__(settings, **kwargs)
+
     def train(self, callbacks: Sequence[Callback] = ()) -> Mapping[str, float]:
         """Train to the settings' number of steps (from ``resume_step`` on a resumed run);
-        Ctrl-C stops after the current step (``self.interrupted``)."""
-        from tqdm.auto import tqdm
-
+        ``request_stop`` (Ctrl-C) stops after the current step."""
+        self.check_resumable()
         s = self.settings
         start = time.perf_counter()
         torch.manual_seed(s.seed)
@@ -79,47 +89,40 @@ class NativeTrainer(DPOTrainerBase):
 
         for callback in callbacks:
             callback.on_train_start(self)
-        bar = tqdm(total=total, initial=step, desc="DPO (native)", unit="step", dynamic_ncols=True)
         self.model.train()
         window, logged, pairs_seen = [], {}, 0
         keep_going = True
-        with self.stop_on_ctrl_c():
-            while keep_going and step < total:
-                permutation = torch.randperm(len(pairs), generator=order)
-                for first in range(skip, len(pairs), s.per_device_train_batch_size):
-                    index = permutation[first : first + s.per_device_train_batch_size]
-                    batch = pack([pairs[i] for i in index], pad, s.max_length)
-                    batch = to_device(batch, self.device)
-                    batch["ref_chosen_logps"] = ref_chosen[index]
-                    batch["ref_rejected_logps"] = ref_rejected[index]
+        while keep_going and step < total:
+            permutation = torch.randperm(len(pairs), generator=order)
+            for first in range(skip, len(pairs), s.per_device_train_batch_size):
+                index = permutation[first : first + s.per_device_train_batch_size]
+                batch = pack([pairs[i] for i in index], pad, s.max_length)
+                batch = to_device(batch, self.device)
+                batch["ref_chosen_logps"] = ref_chosen[index]
+                batch["ref_rejected_logps"] = ref_rejected[index]
 
-                    learning_rate = schedule.get_last_lr()[0]  # the rate this step uses
-                    loss, metrics = objective(self.policy, batch)
-                    loss.backward()
-                    grad_norm = torch.nn.utils.clip_grad_norm_(params, s.max_grad_norm)
-                    optimizer.step()
-                    schedule.step()
-                    optimizer.zero_grad(set_to_none=True)
-                    step = self.steps_done = step + 1
-                    pairs_seen += len(index)
+                learning_rate = schedule.get_last_lr()[0]  # the rate this step uses
+                loss, metrics = objective(self.policy, batch)
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(params, s.max_grad_norm)
+                optimizer.step()
+                schedule.step()
+                optimizer.zero_grad(set_to_none=True)
+                step = self.steps_done = step + 1
+                pairs_seen += len(index)
 
-                    metrics["grad_norm"] = grad_norm.item()
-                    metrics["learning_rate"] = learning_rate
-                    window.append(metrics)
-                    bar.update(1)
-                    if step % s.logging_steps == 0 or step == total or self.interrupted:
-                        logged = {k: sum(m[k] for m in window) / len(window) for k in window[0]}
-                        logged["epoch"] = step / steps_per_epoch
-                        window = []
-                        bar.set_postfix(
-                            loss=f"{logged['loss']:.3f}", margin=f"{logged['rewards/margins']:.2f}"
-                        )
-                        keep_going = notify_metrics(callbacks, self, step, logged)
-                    keep_going = keep_going and not self.interrupted
-                    if not keep_going or step >= total:
-                        break
-                skip = 0
-        bar.close()
+                metrics["grad_norm"] = grad_norm.item()
+                metrics["learning_rate"] = learning_rate
+                window.append(metrics)
+                if step % s.logging_steps == 0 or step == total or self.stop_requested:
+                    logged = {k: sum(m[k] for m in window) / len(window) for k in window[0]}
+                    logged["epoch"] = step / steps_per_epoch
+                    window = []
+                    keep_going = notify_metrics(callbacks, self, step, logged)
+                keep_going = keep_going and not self.stop_requested
+                if not keep_going or step >= total:
+                    break
+            skip = 0
         self.model.eval()
         for callback in callbacks:
             callback.on_train_end(self)
@@ -154,7 +157,7 @@ class NativeTrainer(DPOTrainerBase):
         length instead of the longest pair's: the order does not change the numbers. A
         resumed run's policy has moved, so it scores them with the reference model reloaded."""
         policy = self.policy
-        if self.checkpoint is not None:
+        if self.weights is not None:
             model = self.reference_model()
             policy = LanguageModelPolicy(model, self.tokenizer, self.functions.sequence_log_probs)
         policy.model.eval()

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from rlkit.interfaces import Callback, notify_metrics
+from rlkit.interfaces import Callback, Progress, notify_metrics
 from rlkit.runs import written_whole
 from rlkit_dpo.base import DPOTrainerBase
 from rlkit_dpo.config import DPOSettings
@@ -54,6 +54,7 @@ class TRLTrainer(DPOTrainerBase):
         import trl  # noqa: F401 - imported before the clock starts: seconds of import time
         from transformers import PrinterCallback
 
+        self.check_resumable()
         s = self.settings
         start = time.perf_counter()
         reference = self.reference_model()  # frozen: the model before DPO
@@ -72,8 +73,7 @@ class TRLTrainer(DPOTrainerBase):
             trainer.remove_callback(PrinterCallback)  # rlkit logs the metrics itself
             self._hf_trainer = trainer  # its optimizer and state, for save()
             checkpoint = str(self.checkpoint) if self.checkpoint is not None else None
-            with self.stop_on_ctrl_c():
-                trainer.train(resume_from_checkpoint=checkpoint)
+            trainer.train(resume_from_checkpoint=checkpoint)
             steps, world = trainer.state.global_step, trainer.args.world_size
             self.steps_done = steps
         del reference
@@ -92,6 +92,14 @@ class TRLTrainer(DPOTrainerBase):
             "world_size": float(world),  # processes that trained together (1 without a launcher)
             "effective_batch_size": float(batch),
         }
+
+    def progress(self) -> Progress:
+        """Steps done of the total, TRL's own count once it trains (several processes
+        share each step's pairs, so a step covers more of them)."""
+        trainer = getattr(self, "_hf_trainer", None)
+        if trainer is not None and trainer.state.max_steps:
+            return Progress(self.steps_done, int(trainer.state.max_steps), "step")
+        return super().progress()
 
     def save(self, path: Path) -> None:
         """The model (see ``DPOTrainerBase.save``), plus the training state in the files and
@@ -264,30 +272,21 @@ def student_trainer_class() -> Any:
 
 def _bridge(owner: DPOTrainerBase, callbacks: Sequence[Callback]) -> Any:
     """A ``transformers.TrainerCallback`` that hands TRL's logs to rlkit's callbacks (the run
-    directory) and shows a progress bar; a callback returning False stops TRL, in every
-    process of a multi-process run (one process stopping alone would leave the others
-    waiting for it forever)."""
-    from tqdm.auto import tqdm
+    directory, the progress bar); a callback returning False stops TRL, in every process of a
+    multi-process run (one process stopping alone would leave the others waiting for it
+    forever), and ``request_stop`` (Ctrl-C) stops it after the step under way."""
     from transformers import TrainerCallback
 
     class Bridge(TrainerCallback):
         last: dict[str, float] = {}
 
         def on_train_begin(self, args, state, control, **kwargs):
-            self.bar = tqdm(
-                total=state.max_steps,
-                desc="DPO (trl)",
-                unit="step",
-                dynamic_ncols=True,
-                # one bar per run, not per GPU; elsewhere TQDM_DISABLE decides
-                **({} if state.is_world_process_zero else {"disable": True}),
-            )
             for callback in callbacks:
                 callback.on_train_start(owner)
 
         def on_step_end(self, args, state, control, **kwargs):
-            self.bar.update(1)
-            if owner.interrupted:  # Ctrl-C: stop after this step (see stop_on_ctrl_c)
+            owner.steps_done = state.global_step
+            if owner.stop_requested:  # Ctrl-C: stop after this step
                 control.should_training_stop = True
 
         def on_log(self, args, state, control, logs=None, **kwargs):
@@ -295,10 +294,6 @@ def _bridge(owner: DPOTrainerBase, callbacks: Sequence[Callback]) -> Any:
                 return
             metrics = {k: float(v) for k, v in logs.items() if isinstance(v, (int, float))}
             self.last = metrics
-            if "loss" in metrics and "rewards/margins" in metrics:
-                self.bar.set_postfix(
-                    loss=f"{metrics['loss']:.3f}", margin=f"{metrics['rewards/margins']:.2f}"
-                )
             stop = not notify_metrics(callbacks, owner, state.global_step, metrics)
             if args.world_size > 1:  # TRL logs at the same step in every process
                 stop = _any_process(stop, args.device)
@@ -306,7 +301,6 @@ def _bridge(owner: DPOTrainerBase, callbacks: Sequence[Callback]) -> Any:
                 control.should_training_stop = True
 
         def on_train_end(self, args, state, control, **kwargs):
-            self.bar.close()
             for callback in callbacks:
                 callback.on_train_end(owner)
 
