@@ -51,8 +51,8 @@ def grad_log_prob(logits: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
     Shapes: ``logits`` [..., A], ``actions`` [...] int64 → [..., A] in the logits' dtype.
 
     Pitfall: do not call ``backward``/``torch.autograd.grad`` here — write the formula. The
-    result is a plain tensor (no autograd graph). The sign matters: onehot − softmax, not the
-    reverse.
+    result is a plain tensor (no autograd graph, even when ``logits`` requires grad: use
+    ``torch.no_grad()``). The sign matters: onehot − softmax, not the reverse.
     """
     with torch.no_grad():
         probs = torch.softmax(logits, dim=-1)

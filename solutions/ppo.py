@@ -50,7 +50,7 @@ def gae(
     (neither V_{t+1} nor A_{t+1}).
 
     Shapes: ``rewards``, ``values`` [T] float, ``dones`` [T] bool. Both outputs are
-    [T] in the rewards' dtype. Plain data: the outputs carry no gradient.
+    [T] in the rewards' dtype. Plain data: the inputs carry no gradient (trainers pass them so).
 
     Pitfalls: the "next value" of step t is V_{t+1} (off-by-one); use λ only in the recursion
     of A, γ in both; apply (1 − done_t) to both terms; do not modify the inputs in place.

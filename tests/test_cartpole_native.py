@@ -59,7 +59,6 @@ def test_vectorized_cartpole_keeps_gymnasiums_time_limit() -> None:
 
 
 def test_gae_segments_bootstraps_truncation_but_not_termination() -> None:
-    gamma = 0.5
     # 3 steps, 2 envs. env 0: terminates at t=0, autoreset step t=1, runs on at t=2.
     # env 1: truncated (time limit) at t=1, autoreset step at t=2.
     rewards = np.array([[1, 1], [0, 1], [1, 0]], dtype=np.float32)
@@ -68,11 +67,14 @@ def test_gae_segments_bootstraps_truncation_but_not_termination() -> None:
     valid = np.array([[1, 1], [0, 1], [1, 0]], dtype=bool)
     values = torch.tensor([[10.0, 20.0], [11.0, 21.0], [12.0, 22.0], [13.0, 23.0]])
     before = (rewards.copy(), terminated.copy())
-    r, v, d = gae_segments(rewards, values, terminated, truncated, valid, gamma)
-    # env-major order: env 0 at t=0, 2, then env 1 at t=0, 1
-    assert r.tolist() == [1.0, 1.0 + gamma * 13.0, 1.0, 1.0 + gamma * 22.0]
-    assert v.tolist() == [10.0, 12.0, 20.0, 21.0]
-    assert d.tolist() == [1.0, 1.0, 0.0, 1.0]
+    segments = gae_segments(rewards, values, terminated, truncated, valid)
+    # env 0: one segment (t=0, 2), bootstrapped from V(s_3); env 1: cut at its time limit,
+    # bootstrapped from V(its final state) = values[2]
+    assert [s.rewards.tolist() for s in segments] == [[1.0, 1.0], [1.0, 1.0]]
+    assert [s.values.tolist() for s in segments] == [[10.0, 12.0], [20.0, 21.0]]
+    assert [s.dones.tolist() for s in segments] == [[True, False], [False, False]]
+    assert all(s.dones.dtype == torch.bool for s in segments)
+    assert [s.last_value for s in segments] == [13.0, 22.0]
     assert np.array_equal(rewards, before[0]) and np.array_equal(terminated, before[1])
 
 

@@ -37,7 +37,7 @@ from rlkit.errors import UsageError
 from rlkit.interfaces import Callback, Evaluation, Progress, Trainer, notify_metrics
 from rlkit.runs import written_whole
 from rlkit_cartpole.env import evaluate_actions, evaluation, make_vec_env
-from rlkit_cartpole.objectives import PPOObjective, ReinforceObjective
+from rlkit_cartpole.objectives import GaeSegment, PPOObjective, ReinforceObjective
 from rlkit_cartpole.policy import CartPolePolicy
 from rlkit_cartpole.runtime import torch_threads
 from rlkit_cartpole.settings import (  # noqa: F401 - the native settings, importable from here
@@ -159,11 +159,9 @@ class NativeTrainer(Trainer):
                     logits = self.policy.logits(b_obs[:t_max].reshape(-1, 4))
                 old_log_probs = objective.old_log_probs(logits, b_actions.view(-1))
 
-                # 3. Advantages, with gae over each env's steps laid end to end.
-                rewards, seg_values, dones = gae_segments(
-                    b_rewards, values, b_terminated, b_truncated, b_valid, c.gamma
-                )
-                advantages, returns = objective.advantages(rewards, seg_values, dones)
+                # 3. Advantages: gae on each env's segments, bootstrapped from last_value.
+                segments = gae_segments(b_rewards, values, b_terminated, b_truncated, b_valid)
+                advantages, returns = objective.advantages(segments)
                 valid = torch.from_numpy(b_valid)
                 batch = {
                     "obs": env_major(b_obs[:t_max], valid),
@@ -331,22 +329,32 @@ def gae_segments(
     terminated: np.ndarray,
     truncated: np.ndarray,
     valid: np.ndarray,
-    gamma: float,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Lay a ``[T, N]`` rollout out as one sequence that the exercise's 1-D ``gae`` can take.
+) -> list[GaeSegment]:
+    """Cut a ``[T, N]`` rollout into the 1-D segments the exercise's ``gae`` takes, exactly as
+    it is taught: ``dones`` (bool) marks the steps where an episode terminated, and
+    ``last_value`` is the critic's value of the state after the segment's last step.
 
-    Each env's steps are cut into segments ending at a terminal step, a time-limit step or the
-    rollout's last step (``dones`` = 1 there, so nothing leaks between segments). Where the
-    episode did *not* terminate, the segment's last reward gets γ·V(next state) added: the
-    bootstrap that ``gae``'s ``last_value`` would give, so ``last_value`` is 0. ``values`` is
-    ``[T + 1, N]``: V(s_t) for every stored state plus the state after the last step; with
-    next-step autoreset, ``values[t + 1]`` after a truncation is V(the episode's final state).
-    Autoreset steps (``valid`` false) are left out. Returns 1-D (rewards, values, dones).
+    Each env's valid steps (autoreset steps are left out) form one segment, cut after a
+    time-limit step: there the next state of the sequence would be a fresh episode's, while the
+    bootstrap must come from the truncated episode's final state. ``values`` is ``[T + 1, N]``:
+    V(s_t) for every stored state plus the state after the last step; with next-step autoreset,
+    ``values[t + 1]`` after a truncation is V(the episode's final state). Segments come env by
+    env, in time order (the order of ``env_major``).
     """
-    cut = terminated | truncated
-    cut[-1] = True
-    bootstrap = torch.from_numpy(cut & ~terminated).to(values.dtype) * values[1:]
-    boosted = torch.from_numpy(rewards).to(values.dtype) + gamma * bootstrap
-    mask = torch.from_numpy(valid)
-    dones = torch.from_numpy(cut).to(values.dtype)
-    return env_major(boosted, mask), env_major(values[:-1], mask), env_major(dones, mask)
+    segments = []
+    for env in range(rewards.shape[1]):
+        steps = np.flatnonzero(valid[:, env])
+        cuts = [i + 1 for i, t in enumerate(steps) if truncated[t, env] and not terminated[t, env]]
+        for part in np.split(steps, cuts):
+            if len(part) == 0:
+                continue
+            index = torch.from_numpy(part)
+            segments.append(
+                GaeSegment(
+                    torch.from_numpy(rewards[part, env]).to(values.dtype),
+                    values[index, env],
+                    torch.from_numpy(terminated[part, env].copy()),
+                    float(values[part[-1] + 1, env]),
+                )
+            )
+    return segments

@@ -11,9 +11,9 @@ students to write is called from here, and only from here:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -48,6 +48,17 @@ def finite(value: float, function: str) -> float:
     return value
 
 
+class GaeSegment(NamedTuple):
+    """One call's worth of ``gae`` input: an env's steps up to a time limit or the rollout's
+    end. ``dones`` is bool (an episode terminated at that step); ``last_value`` is V(the state
+    after the last step)."""
+
+    rewards: torch.Tensor
+    values: torch.Tensor
+    dones: torch.Tensor
+    last_value: float
+
+
 class ReinforceObjective(Objective):
     """L = −mean(log π(a_t|s_t) · Ĝ_t) over whole episodes (Ĝ: standardized returns-to-go)."""
 
@@ -76,7 +87,7 @@ class ReinforceObjective(Objective):
         logits = policy.logits(batch["obs"])
         log_probs = self.probs.log_prob(logits, batch["actions"])
         checked(log_probs, batch["actions"].shape, "log_prob.log_prob")
-        loss = self.reinforce.reinforce_loss(log_probs, batch["returns"], self.normalize)
+        loss = self.reinforce.reinforce_loss(log_probs, batch["returns"], normalize=self.normalize)
         checked(loss, (), "reinforce.reinforce_loss")
         with torch.no_grad():
             entropy = checked(self.probs.entropy(logits), logits.shape[:-1], "log_prob.entropy")
@@ -110,20 +121,21 @@ class PPOObjective(Objective):
         self.gamma, self.lam = gamma, lam
         self.clip_eps, self.vf_coef, self.ent_coef = clip_eps, vf_coef, ent_coef
 
-    def advantages(
-        self, rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(advantages, returns) for segments laid end to end; each segment ends with done=1
-        (any bootstrap value is already folded into that step's reward)."""
-        result = self.ppo.gae(rewards, values, dones, 0.0, self.gamma, self.lam)
-        if not (isinstance(result, tuple) and len(result) == 2):
-            raise RlkitError(
-                "your ppo.gae must return a pair (advantages, returns); run `rlkit check ppo`"
+    def advantages(self, segments: Sequence[GaeSegment]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(advantages, returns) of the segments laid end to end: ``gae`` on each, with its
+        bool ``dones`` and its ``last_value``, exactly as the exercise teaches it."""
+        advantages, returns = [], []
+        for seg in segments:
+            result = self.ppo.gae(
+                seg.rewards, seg.values, seg.dones, seg.last_value, gamma=self.gamma, lam=self.lam
             )
-        return (
-            checked(result[0], rewards.shape, "ppo.gae (advantages)"),
-            checked(result[1], rewards.shape, "ppo.gae (returns)"),
-        )
+            if not (isinstance(result, tuple) and len(result) == 2):
+                raise RlkitError(
+                    "your ppo.gae must return a pair (advantages, returns); run `rlkit check ppo`"
+                )
+            advantages.append(checked(result[0], seg.rewards.shape, "ppo.gae (advantages)"))
+            returns.append(checked(result[1], seg.rewards.shape, "ppo.gae (returns)"))
+        return torch.cat(advantages).detach(), torch.cat(returns).detach()
 
     def old_log_probs(self, logits: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """log π_old(a|s) of the policy that collected the data (no gradient)."""
@@ -140,7 +152,9 @@ class PPOObjective(Objective):
         entropy = checked(self.probs.entropy(logits), logits.shape[:-1], "log_prob.entropy").mean()
         adv = batch["advantages"]
         adv = (adv - adv.mean()) / (adv.std() + 1e-8) if adv.numel() > 1 else adv
-        policy_loss = self.ppo.ppo_clip_loss(log_probs, batch["old_log_probs"], adv, self.clip_eps)
+        policy_loss = self.ppo.ppo_clip_loss(
+            log_probs, batch["old_log_probs"], adv, clip_eps=self.clip_eps
+        )
         checked(policy_loss, (), "ppo.ppo_clip_loss")
         value_loss = (policy.value(obs) - batch["returns"]).pow(2).mean()
         loss = policy_loss + self.vf_coef * value_loss - self.ent_coef * entropy

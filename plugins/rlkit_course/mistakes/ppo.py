@@ -272,10 +272,36 @@ def _gae_matrix(rewards, values, dones, last_value, gamma=0.99, lam=0.95):
     return adv, adv + values
 
 
+def _gae_not_dones(rewards, values, dones, last_value, gamma=0.99, lam=0.95):
+    keep = (~dones).to(rewards.dtype)  # dones is bool: ~ is logical not
+    next_values = torch.cat([values[1:], values.new_tensor([last_value])])
+    deltas = rewards + gamma * next_values * keep - values
+    adv = torch.zeros_like(rewards)
+    running = torch.zeros((), dtype=rewards.dtype)
+    for t in range(len(rewards) - 1, -1, -1):
+        running = deltas[t] + gamma * lam * keep[t] * running
+        adv[t] = running
+    return adv, adv + values
+
+
+def _gae_where(rewards, values, dones, last_value, gamma=0.99, lam=0.95):
+    zero = torch.zeros((), dtype=rewards.dtype)
+    next_values = torch.cat([values[1:], values.new_tensor([last_value])])
+    deltas = rewards + gamma * torch.where(dones, zero, next_values) - values
+    adv = torch.zeros_like(rewards)
+    running = zero
+    for t in reversed(range(len(rewards))):
+        running = deltas[t] + torch.where(dones[t], zero, gamma * lam * running)
+        adv[t] = running
+    return adv, adv + values
+
+
 ALTERNATIVES = [
     Alternative("where_by_advantage_sign", "ppo_clip_loss", _clip_where),
     Alternative("negated_max_exp_ratio", "ppo_clip_loss", _clip_neg_max),
     Alternative("python_lists", "gae", _gae_lists),
     Alternative("numpy_loop", "gae", _gae_numpy),
     Alternative("discount_matrix", "gae", _gae_matrix),
+    Alternative("logical_not_dones", "gae", _gae_not_dones),
+    Alternative("where_dones", "gae", _gae_where),
 ]
