@@ -25,24 +25,36 @@ EXERCISE = Exercise(
     "rlkit_dqn.checks",
     "DQN: the Bellman target and the Huber loss",
     order=50,
+    mistakes="rlkit_dqn.mistakes",
 )
 
 TASK = "cartpole"
 ALGO = "dqn"
+#: the first two share the headline panel of curves.png: reward rising while ε falls
+CURVES = ("episode_reward", "epsilon", "loss", "q_mean")
+#: SB3 first, as in the CartPole plugin: `--algo dqn` alone is the zoo's SB3 run;
+#: `--backend native` (or `--path`) trains with the exercise functions
 TRAINERS = (
-    TrainerSpec(
-        TASK,
-        "native",
-        "rlkit_dqn.native:DQNTrainer",
-        "rlkit's DQN on the exercise functions (--impl student)",
-        (ALGO,),
-    ),
     TrainerSpec(
         TASK,
         "sb3",
         "rlkit_dqn.sb3:SB3DQNTrainer",
         "Stable-Baselines3 DQN with rl-baselines3-zoo's tuned CartPole settings",
         (ALGO,),
+        settings="rlkit_dqn.settings:SB3DQNSettings",
+        plot_metrics=CURVES,
+        x_metric="timesteps",
+    ),
+    TrainerSpec(
+        TASK,
+        "native",
+        "rlkit_dqn.native:DQNTrainer",
+        "rlkit's DQN on the exercise functions (--path: yours)",
+        (ALGO,),
+        settings="rlkit_dqn.settings:DQNSettings",
+        exercises=("dqn",),
+        plot_metrics=CURVES,
+        x_metric="timesteps",
     ),
 )
 
@@ -52,6 +64,7 @@ def register_exercises(register):
     register(EXERCISE)
 
 
-# The trainers are registered once the core routes `rlkit train cartpole --algo dqn` by
-# (task, backend, algorithm): today (cartpole, native) and (cartpole, sb3) belong to the
-# CartPole plugin, and registering them twice would mark this plugin broken.
+@hookimpl
+def register_trainers(register):
+    for spec in TRAINERS:
+        register(spec)

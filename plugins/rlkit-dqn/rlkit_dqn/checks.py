@@ -12,7 +12,6 @@ crashing on a shape mismatch.
 from __future__ import annotations
 
 import numpy as np
-
 from grader.model import HIDDEN
 from grader.spec import FLOATS, Call, Check, ints, normal, scalar_cot
 
@@ -164,9 +163,7 @@ def _loss(
     grads: tuple[str, ...] = (),
 ):
     def cases(rng: np.random.Generator) -> list[Call]:
-        return [
-            _loss_case(rng, b, a, dtype, errors, grads) for dtype in FLOATS for b, a in shapes
-        ]
+        return [_loss_case(rng, b, a, dtype, errors, grads) for dtype in FLOATS for b, a in shapes]
 
     return cases
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-
 from grader.spec import Alternative, Mistake
 
 # ------------------------------------------------------------------------- td_target
@@ -184,8 +183,7 @@ MISTAKES = [
     Mistake(
         "loss_mse",
         "dqn_loss",
-        "uses the squared error (MSE) instead of the Huber loss: ½·x² for |x| ≤ 1, "
-        "|x| - ½ beyond.",
+        "uses the squared error (MSE) instead of the Huber loss: ½·x² for |x| ≤ 1, |x| - ½ beyond.",
         _loss_mistake("mse"),
     ),
     Mistake(

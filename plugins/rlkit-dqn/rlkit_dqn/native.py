@@ -1,0 +1,322 @@
+"""rlkit's own DQN on CartPole, built on the exercise functions, top to bottom (CleanRL style).
+
+    settings (a dataclass)  →  Q-network and its target copy  →  replay buffer  →  the loop:
+        act ε-greedily in num_envs CartPoles at once (one batched forward pass per step)
+        store each transition (s, a, r, s', terminated) in the replay buffer
+        every train_every steps: sample a minibatch,
+            y = td_target(r, Q_target(s'), terminated, γ)                   (DQN)
+              or double_dqn_target(r, Q(s'), Q_target(s'), terminated, γ)   (Double DQN)
+            loss = dqn_loss(Q(s), a, y); one Adam step
+        every target_every gradient steps: copy Q into Q_target
+        log reward, loss, ε and mean Q
+
+``td_target``, ``double_dqn_target`` and ``dqn_loss`` come from the reference solution, or from
+the student's ``dqn.py`` (``impl="student"``): their DQN balances the pole.
+
+Truncation. CartPole cuts episodes at 500 steps. A cut episode did not *end*: the state after
+it still has value, so the transition is stored with ``terminated`` false and the target
+bootstraps from it. Gymnasium's vectorized CartPole returns the true final state at the cutting
+step (next-step autoreset); the step after it, which only resets that env, is no transition
+and is not stored.
+
+Speed. A 2×64 Q-network is tiny: one CPU thread is fastest, and what costs is per-step Python
+overhead. So the replay buffer is preallocated torch tensors, sampling is one ``randint``,
+several envs are stepped at once, and logging happens once every ``log_every`` steps.
+
+Seeding. ``seed`` fixes the networks' initialization, the exploration (a private torch
+Generator), the minibatch sampling and the environments' starting states.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from rlkit import interfaces
+from rlkit.errors import UsageError
+from rlkit.interfaces import Callback, Evaluation, Trainer, notify_metrics
+from rlkit.runs import written_whole
+from torch import nn
+
+from rlkit_dqn.settings import DQNSettings
+
+CHECKPOINT = "checkpoint.pt"
+TRAINER_JSON = "trainer.json"
+OBS_DIM, N_ACTIONS = 4, 2
+
+
+def q_network(hidden: int) -> nn.Sequential:
+    """Q(s, ·): 4 state numbers in, one value per action out."""
+    return nn.Sequential(
+        nn.Linear(OBS_DIM, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, N_ACTIONS),
+    )
+
+
+class ReplayBuffer:
+    """The last ``size`` transitions in preallocated tensors (a ring); uniform sampling."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self.pos, self.full = size, 0, False
+        self.obs = torch.zeros(size, OBS_DIM)
+        self.next_obs = torch.zeros(size, OBS_DIM)
+        self.actions = torch.zeros(size, dtype=torch.long)
+        self.rewards = torch.zeros(size)
+        self.terminated = torch.zeros(size, dtype=torch.bool)
+
+    def __len__(self) -> int:
+        return self.size if self.full else self.pos
+
+    def add(self, obs, actions, rewards, next_obs, terminated) -> None:
+        """Store a batch of transitions (tensors with a leading batch dimension)."""
+        n = len(actions)
+        idx = (torch.arange(n) + self.pos) % self.size
+        self.obs[idx], self.next_obs[idx] = obs, next_obs
+        self.actions[idx], self.rewards[idx], self.terminated[idx] = actions, rewards, terminated
+        self.full = self.full or self.pos + n >= self.size
+        self.pos = (self.pos + n) % self.size
+
+    def sample(self, batch: int, generator: torch.Generator) -> SimpleNamespace:
+        idx = torch.randint(len(self), (batch,), generator=generator)
+        return SimpleNamespace(
+            obs=self.obs[idx],
+            actions=self.actions[idx],
+            rewards=self.rewards[idx],
+            next_obs=self.next_obs[idx],
+            terminated=self.terminated[idx],
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            k: getattr(self, k)
+            for k in ("obs", "next_obs", "actions", "rewards", "terminated", "pos", "full")
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
+
+
+class DQNTrainer(Trainer):
+    """DQN (or Double DQN) on CartPole-v1 with the exercise functions (solution or student)."""
+
+    task: ClassVar[str] = "cartpole"
+    backend: ClassVar[str] = "native"
+
+    def __init__(self, settings: DQNSettings) -> None:
+        self.settings = config = settings
+        with torch.random.fork_rng(devices=[]):  # seed the initialization, not the world
+            torch.manual_seed(config.seed)
+            self.q = q_network(config.hidden)
+        self.q_target = q_network(config.hidden)
+        self.q_target.load_state_dict(self.q.state_dict())
+        self.q_target.requires_grad_(False)
+        # fused: one kernel for the whole Adam step, a large saving on a network this small
+        self.optimizer = torch.optim.Adam(self.q.parameters(), lr=config.learning_rate, fused=True)
+        self.buffer = ReplayBuffer(config.buffer_size)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.timesteps = 0
+        self.updates = 0
+        self._due = 0  # environment steps not yet paid for with gradient steps
+        self._fns: SimpleNamespace | None = None
+
+    @property
+    def fns(self) -> SimpleNamespace:
+        """The exercise functions, loaded on first use (evaluating a run needs no workspace)."""
+        if self._fns is None:
+            from rlkit.impl import load_exercise_functions
+
+            c = self.settings
+            self._fns = load_exercise_functions("dqn", c.impl, Path(c.path) if c.path else None)
+        return self._fns
+
+    # -- training --------------------------------------------------------------------------
+    def progress(self) -> interfaces.Progress:
+        return interfaces.Progress(self.timesteps, self.settings.timesteps, "step")
+
+    def train(self, callbacks: Sequence[Callback] = ()) -> dict[str, float]:
+        """Train until ``settings.timesteps`` environment steps in total, or until a callback
+        or ``request_stop`` (Ctrl-C) stops it at the next metrics row."""
+        self.fns  # noqa: B018 - a missing or broken dqn.py fails here, before any step
+        for callback in callbacks:
+            callback.on_train_start(self)
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.settings.threads)
+        try:
+            last = self._loop(callbacks)
+        finally:
+            torch.set_num_threads(before)
+        for callback in callbacks:
+            callback.on_train_end(self)
+        return {"timesteps": float(self.timesteps), "updates": float(self.updates), **last}
+
+    def _loop(self, callbacks: Sequence[Callback]) -> dict[str, float]:
+        from rlkit_cartpole.env import make_vec_env
+
+        c, fns = self.settings, self.fns
+        n = c.num_envs
+        envs = make_vec_env(n)
+        obs_np, _ = envs.reset(seed=c.seed + self.timesteps)
+        obs = torch.from_numpy(obs_np)
+        prev_done = torch.zeros(n, dtype=torch.bool)  # the env's next step only resets it
+        ep_return = np.zeros(n)
+        finished: list[float] = []
+        losses: list[torch.Tensor] = []
+        q_means: list[torch.Tensor] = []
+        next_log = self.timesteps + c.log_every
+        metrics: dict[str, float] = {}
+        try:
+            while self.timesteps < c.timesteps:
+                # 1. Act ε-greedily in every env: one batched forward pass.
+                epsilon = c.epsilon(self.timesteps)
+                with torch.no_grad():
+                    actions = self.q(obs).argmax(dim=-1)
+                explore = torch.rand(n, generator=self.generator) < epsilon
+                if explore.any():
+                    random = torch.randint(N_ACTIONS, (n,), generator=self.generator)
+                    actions = torch.where(explore, random, actions)
+                next_np, reward, terminated, truncated, _ = envs.step(actions.numpy())
+                next_obs = torch.from_numpy(next_np)
+
+                # 2. Store the real transitions (not the steps that only reset an env).
+                valid = ~prev_done
+                term = torch.from_numpy(terminated)
+                rew = torch.from_numpy(reward).float()
+                if valid.all():
+                    self.buffer.add(obs, actions, rew, next_obs, term)
+                else:
+                    self.buffer.add(
+                        obs[valid], actions[valid], rew[valid], next_obs[valid], term[valid]
+                    )
+                done = terminated | truncated
+                ep_return += reward * valid.numpy()
+                if done.any():
+                    finished.extend(ep_return[done].tolist())
+                    ep_return[done] = 0.0
+                prev_done = torch.from_numpy(done)
+                obs = next_obs
+                self.timesteps += n
+
+                # 3. Learn from a replayed minibatch.
+                if self.timesteps >= c.learning_starts and len(self.buffer) >= c.batch_size:
+                    self._due += n
+                    while self._due >= c.train_every:
+                        self._due -= c.train_every
+                        loss, q_mean = self._update(fns)
+                        losses.append(loss)
+                        q_means.append(q_mean)
+
+                # 4. Log.
+                if self.timesteps >= next_log or self.timesteps >= c.timesteps:
+                    next_log = self.timesteps + c.log_every
+                    metrics = {"timesteps": float(self.timesteps), "epsilon": epsilon}
+                    if finished:
+                        metrics["episode_reward"] = float(np.mean(finished))
+                        finished = []
+                    if losses:
+                        metrics["loss"] = float(torch.stack(losses).mean())
+                        metrics["q_mean"] = float(torch.stack(q_means).mean())
+                        losses, q_means = [], []
+                    if not notify_metrics(callbacks, self, self.timesteps, metrics):
+                        break
+        finally:
+            envs.close()
+        return metrics
+
+    def _update(self, fns: SimpleNamespace) -> tuple[torch.Tensor, torch.Tensor]:
+        """One gradient step of dqn_loss on a replayed minibatch; the target network follows."""
+        c = self.settings
+        batch = self.buffer.sample(c.batch_size, self.generator)
+        with torch.no_grad():
+            next_q_target = self.q_target(batch.next_obs)
+        if c.double_dqn:  # Q(s) and Q(s') in one forward pass; Q(s') only chooses a'
+            q_both = self.q(torch.cat([batch.obs, batch.next_obs]))
+            q_values, next_q_online = q_both[: c.batch_size], q_both[c.batch_size :].detach()
+            targets = fns.double_dqn_target(
+                batch.rewards, next_q_online, next_q_target, batch.terminated, c.gamma
+            )
+        else:
+            targets = fns.td_target(batch.rewards, next_q_target, batch.terminated, c.gamma)
+            q_values = self.q(batch.obs)
+        loss = fns.dqn_loss(q_values, batch.actions, targets)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if c.max_grad_norm > 0:
+            nn.utils.clip_grad_norm_(self.q.parameters(), c.max_grad_norm)
+        self.optimizer.step()
+        self.updates += 1
+        if self.updates % c.target_every == 0:
+            with torch.no_grad():
+                for target, online in zip(self.q_target.parameters(), self.q.parameters()):
+                    target.copy_(online)
+        return loss.detach(), q_values.detach().mean()
+
+    # -- evaluation ------------------------------------------------------------------------
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """The greedy action argmax_a Q(s, a) for each observation."""
+        with torch.no_grad():
+            return self.q(torch.as_tensor(obs, dtype=torch.float32)).argmax(dim=-1).numpy()
+
+    def evaluate(self, episodes: int | None = None, video: Path | None = None) -> Evaluation:
+        """``episodes`` (default 10) greedy episodes side by side; the course's line
+        ``Mean reward: X +/- Y``."""
+        episodes = episodes or 10
+        from rlkit_cartpole.env import evaluate_actions, evaluation
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.settings.threads)
+        try:
+            returns = evaluate_actions(self.act, episodes, seed=10_000 + self.settings.seed)
+            return evaluation(returns, self.act, video, seed=self.settings.seed)
+        finally:
+            torch.set_num_threads(before)
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def save(self, path: Path) -> None:
+        """Write the networks, the optimizer, the replay buffer, the counters and the RNG."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        state = {
+            "q": self.q.state_dict(),
+            "q_target": self.q_target.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "buffer": self.buffer.state_dict(),
+            "generator": self.generator.get_state(),
+        }
+        info = {
+            "algo": DQNSettings.algo,
+            "config": asdict(self.settings),
+            "timesteps": self.timesteps,
+            "updates": self.updates,
+        }
+        with written_whole(path / CHECKPOINT) as partial:
+            torch.save(state, partial)
+        with written_whole(path / TRAINER_JSON) as partial:
+            partial.write_text(json.dumps(info, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, model_dir: Path, settings: DQNSettings | None = None) -> DQNTrainer:
+        """Rebuild from ``save``'s folder with ``settings`` (None: the saved ones)."""
+        path = Path(model_dir)
+        try:
+            info = json.loads((path / TRAINER_JSON).read_text())
+            trainer = cls(settings or DQNSettings(**info["config"]))
+            state = torch.load(path / CHECKPOINT, weights_only=False)
+            trainer.q.load_state_dict(state["q"])
+            trainer.q_target.load_state_dict(state["q_target"])
+            trainer.optimizer.load_state_dict(state["optimizer"])
+            trainer.buffer.load_state_dict(state["buffer"])
+            trainer.generator.set_state(state["generator"])
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+            raise UsageError(f"{path} holds no usable native DQN checkpoint ({exc})") from None
+        trainer.timesteps, trainer.updates = int(info["timesteps"]), int(info["updates"])
+        return trainer
