@@ -635,7 +635,15 @@ def serve(nested: bool, spawn: bool) -> None:
     import protocol
 
     if not spawn:
+        import gc
+
         import torch  # noqa: F401 - imported once here, shared by every forked worker
+
+        import executor  # noqa: F401 - so workers fork with it loaded
+
+        # Workers never collect the runner's objects: without this, a worker's first full
+        # collection walks (and so copies, page by page) everything torch allocated.
+        gc.freeze()  # (no collection first: it would cost rlkit check ~0.1 s of latency)
     libc = _libc() if sys.platform.startswith("linux") else None
     if libc is not None:
         libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # no ptrace, no /proc/<pid>/mem of the runner

@@ -273,7 +273,6 @@ def graded(tmp_path_factory: pytest.TempPathFactory):
         (klass / attack / "log_prob.py").write_text(
             (ROOT / "solutions" / "log_prob.py").read_text()
         )
-    repo_before = {d: _digest(ROOT / d) for d in ("grader", "solutions", "exercises")}
     honest_before = _digest(honest)
     home_before = set(os.listdir(Path.home()))
     tmp_before = set(os.listdir("/tmp"))
@@ -300,7 +299,12 @@ def graded(tmp_path_factory: pytest.TempPathFactory):
         "reports": {students[i]: r for i, r in reports.items()},
         "seconds": seconds,
         "accepted": accepted,
-        "repo_changed": {d: _digest(ROOT / d) != repo_before[d] for d in repo_before},
+        "repo_changed": {
+            str(p): True
+            for d in ("grader", "solutions", "exercises")
+            for p in (ROOT / d).rglob("*.py")
+            if MARK in p.read_text(errors="replace")
+        },
         "honest_changed": _digest(honest) != honest_before,
         "home_new": set(os.listdir(Path.home())) - home_before,
         "tmp_new": {n for n in set(os.listdir("/tmp")) - tmp_before if MARK in n},
@@ -332,7 +336,7 @@ def test_the_baseline_is_wrong_and_the_honest_student_keeps_full_marks(graded) -
 
 
 def test_nothing_is_written_outside_the_class_folder(graded) -> None:
-    assert not any(graded["repo_changed"].values()), graded["repo_changed"]
+    assert graded["repo_changed"] == {}, "a submission wrote into the grader's code"
     assert not graded["home_new"] and not graded["tmp_new"]
     for path in graded["base"].rglob("*"):
         assert MARK not in path.name, path
