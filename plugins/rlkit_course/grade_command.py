@@ -136,7 +136,7 @@ def grade_command(
         exercises=list(exercises),
         jobs=jobs or batch.default_jobs(),
         limits=limits,
-        sandbox="none" if no_sandbox else "require",
+        sandbox="none" if no_sandbox else "bwrap",
         assignment=assignment,
     )
     layout = batch.Layout.beside(out, fmt, feedback, report)
