@@ -1,7 +1,8 @@
 """`rlkit nbgrader build` with the real nbgrader: generate_assignment, autograde, generate_feedback,
-export, on submissions a class really hands in (correct, partly correct, wrong, raising, an
-infinite loop, a deleted test cell, a corrupt notebook). Expected scores come from rlkit's grader
-run in-process on the same code, so nbgrader's partial credit is checked against the grader's."""
+export, on submissions a class really hands in (correct, partly correct with a wrong and a raising
+function, an infinite loop, a deleted test cell, a corrupt notebook), and `rlkit grade` on the same
+notebooks. Expected scores come from rlkit's grader run in-process on the same code, so nbgrader's
+partial credit is checked against the grader's own points."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import rlkit_cmd
@@ -22,44 +25,37 @@ from grader.model import HIDDEN
 
 BIN = Path(sys.executable).parent
 ASSIGNMENT = "week1"
-TIMEOUT = 10  # seconds per cell under nbgrader: the infinite loop costs this once
+TIMEOUT = 10  # seconds per cell under nbgrader: the infinite loop costs this, once
 
-WRONG_LOG_PROB = """
-    return torch.log(torch.softmax(logits, -1)).gather(-1, actions.unsqueeze(-1)).squeeze(-1) * 0
-"""
 ENTROPY_MEAN = """
     logp = torch.log_softmax(logits, -1)
     return -(logp.exp() * logp).mean(-1)
 """
 ZEROS = """
-    return torch.zeros(logits.shape[:-1], dtype=logits.dtype)
+    return torch.zeros(logits.shape, dtype=logits.dtype)
 """
 RAISES = """
     raise ValueError("I am not sure about this one")
 """
 
 
-def nbgrader(course: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def tool(cwd: Path, name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """A console script of this venv (nbgrader needs its `alembic` on PATH)."""
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     result = subprocess.run(
-        [str(BIN / "nbgrader"), *args],
-        cwd=course,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+        [str(BIN / name), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
     )
     if check:
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 
 
-def answer_cells(nb: dict) -> dict[str, dict]:
-    return {
-        c["metadata"]["nbgrader"]["grade_id"]: c
-        for c in nb["cells"]
-        if c["metadata"].get("nbgrader", {}).get("solution")
-    }
+def source_of(cell: dict) -> str:
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+def cells_by_id(nb: dict) -> dict[str, dict]:
+    return {c["metadata"]["nbgrader"]["grade_id"]: c for c in nb["cells"]}
 
 
 def with_body(source: str, body: str) -> str:
@@ -76,8 +72,7 @@ def module_of(nb: dict) -> str:
         meta = c["metadata"].get("nbgrader", {})
         if c["cell_type"] != "code" or (meta.get("grade") and not meta.get("solution")):
             continue
-        src = "".join(c["source"]) if isinstance(c["source"], list) else c["source"]
-        parts.append(re.sub(r"(?m)^(\s*)([%!])", r"\1# \2", src))
+        parts.append(re.sub(r"(?m)^(\s*)([%!])", r"\1# \2", source_of(c)))
     return "\n\n".join(parts)
 
 
@@ -88,64 +83,61 @@ def grader_score(exercise: str, nb: dict) -> int:
     return check_module(exercise, namespace, HIDDEN).score
 
 
+@dataclass
+class Class:
+    course: Path
+    names: list[str]
+    maxima: dict[str, int]
+    expected: dict[str, int]  # log_prob notebook scores by student, from rlkit's grader
+    autograde_log: str
+    scores: dict[tuple[str, str], float] = field(default_factory=dict)
+    cells: dict[tuple[str, str, str], tuple[float, float]] = field(default_factory=dict)
+
+
 @pytest.fixture(scope="module")
-def course(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("course")
+def graded(tmp_path_factory: pytest.TempPathFactory) -> Class:
+    course = tmp_path_factory.mktemp("course")
     built = rlkit_cmd(
-        "nbgrader", "build", str(root), "--assignment", ASSIGNMENT, "--timeout", str(TIMEOUT)
+        "nbgrader", "build", str(course), "--assignment", ASSIGNMENT, "--timeout", str(TIMEOUT)
     )
     assert built.returncode == 0, built.stderr
-    nbgrader(root, "generate_assignment", ASSIGNMENT)
-    return root
-
-
-def test_end_to_end_autograde_feedback_export(course: Path) -> None:
-    release = course / "release" / ASSIGNMENT
-    source = course / "source" / ASSIGNMENT
+    tool(course, "nbgrader", "generate_assignment", ASSIGNMENT)
+    release, source = course / "release" / ASSIGNMENT, course / "source" / ASSIGNMENT
     names = [ex.name for ex in select_exercises()]
-    assert sorted(p.stem for p in release.glob("*.ipynb")) == sorted(names)
 
-    # the reference: every notebook, answers filled with the instructor's solution
-    released = {n: json.loads((release / f"{n}.ipynb").read_text()) for n in names}
+    # the reference: every notebook as released, answers filled with the instructor's solution
     reference = {}
     for n in names:
-        nb = copy.deepcopy(released[n])
-        solutions = answer_cells(json.loads((source / f"{n}.ipynb").read_text()))
-        for gid, cell in answer_cells(nb).items():
-            cell["source"] = solutions[gid]["source"]
+        nb = json.loads((release / f"{n}.ipynb").read_text())
+        solutions = cells_by_id(json.loads((source / f"{n}.ipynb").read_text()))
+        for gid, cell in cells_by_id(nb).items():
+            if cell["metadata"]["nbgrader"]["solution"]:
+                cell["source"] = solutions[gid]["source"]
         reference[n] = nb
-    ref_lp = reference["log_prob"]
+    ref = reference["log_prob"]
 
-    def variant(**bodies: str) -> dict:
-        nb = copy.deepcopy(ref_lp)
-        cells = answer_cells(nb)
-        for fn, body in bodies.items():
-            src = cells[f"{fn}-answer"]["source"]
-            src = "".join(src) if isinstance(src, list) else src
-            cells[f"{fn}-answer"]["source"] = with_body(src, body)
-        return nb
-
-    stub = json.loads((release / "log_prob.ipynb").read_text())
-    partial = variant(entropy=ENTROPY_MEAN)
-    partial_cells = answer_cells(partial)
-    partial_cells["grad_log_prob-answer"]["source"] = answer_cells(stub)["grad_log_prob-answer"][
-        "source"
-    ]
-    wrong = variant(log_prob=WRONG_LOG_PROB, entropy=ZEROS)
-    raising = variant(log_prob=RAISES)
-    loop = copy.deepcopy(ref_lp)
-    first = answer_cells(loop)["log_prob-answer"]
-    first["source"] = "".join(first["source"]) + "\n\nwhile True:  # oops\n    pass\n"
-    deleted = copy.deepcopy(ref_lp)
+    # partly correct: log_prob raises, entropy averages instead of summing (a classic mistake,
+    # partial credit inside its test cell), grad_log_prob is wrong (zeros)
+    mixed = copy.deepcopy(ref)
+    for gid, body in (
+        ("log_prob-answer", RAISES),
+        ("entropy-answer", ENTROPY_MEAN),
+        ("grad_log_prob-answer", ZEROS),
+    ):
+        cell = cells_by_id(mixed)[gid]
+        cell["source"] = with_body(source_of(cell), body)
+    # a correct notebook whose first answer cell ends in a top-level infinite loop
+    loop = copy.deepcopy(ref)
+    first = cells_by_id(loop)["log_prob-answer"]
+    first["source"] = source_of(first) + "\n\nwhile True:  # waiting for something\n    pass\n"
+    # a correct notebook without one of its test cells
+    deleted = copy.deepcopy(ref)
     deleted["cells"] = [
         c for c in deleted["cells"] if c["metadata"]["nbgrader"]["grade_id"] != "entropy-checks"
     ]
-
-    submissions: dict[str, dict[str, object]] = {
-        "ref": dict(reference),
-        "partial": {"log_prob": partial},
-        "wrong": {"log_prob": wrong},
-        "raising": {"log_prob": raising},
+    submissions: dict[str, dict[str, Any]] = {
+        "ref": reference,
+        "mixed": {"log_prob": mixed},
         "loop": {"log_prob": loop},
         "deleted": {"log_prob": deleted},
         "corrupt": {"log_prob": '{"cells": [ this is not json'},
@@ -154,69 +146,126 @@ def test_end_to_end_autograde_feedback_export(course: Path) -> None:
         folder = course / "submitted" / student / ASSIGNMENT
         folder.mkdir(parents=True)
         for n, nb in notebooks.items():
-            text = nb if isinstance(nb, str) else json.dumps(nb)
-            (folder / f"{n}.ipynb").write_text(text)
+            (folder / f"{n}.ipynb").write_text(nb if isinstance(nb, str) else json.dumps(nb))
 
-    # what rlkit's grader says about the same code (public + hidden checks)
     maxima = {n: grader_score(n, reference[n]) for n in names}
-    expected_lp = {
+    expected = {
         "ref": maxima["log_prob"],
-        "partial": grader_score("log_prob", partial),
-        "wrong": grader_score("log_prob", wrong),
-        "raising": grader_score("log_prob", raising),
-        "loop": 0,  # the loop cell never finishes: every test cell after it scores 0
+        "mixed": grader_score("log_prob", mixed),
+        "loop": 0,  # the loop never finishes: every test cell after it scores 0
     }
-    assert 0 < expected_lp["partial"] < maxima["log_prob"]
-    assert 0 <= expected_lp["wrong"] < maxima["log_prob"]
-    assert 0 < expected_lp["raising"] < maxima["log_prob"]
-
-    result = nbgrader(course, "autograde", ASSIGNMENT, check=False)
-    log = result.stdout + result.stderr
-    # the corrupt notebook cannot be graded; nbgrader says so and grades everyone else
-    assert "corrupt" in log
+    result = tool(course, "nbgrader", "autograde", ASSIGNMENT, check=False)
+    out = Class(course, names, maxima, expected, result.stdout + result.stderr)
 
     from nbgrader.api import Gradebook
 
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
-        scores = {
-            (s.student.id, s.notebook.name): s.score
-            for a in [gb.find_assignment(ASSIGNMENT)]
-            for nb in a.notebooks
-            for s in nb.submissions
-        }
-        cell_scores = {
-            (g.student.id, g.notebook.name, g.name): (g.score, g.max_score)
-            for a in [gb.find_assignment(ASSIGNMENT)]
-            for nb in a.notebooks
-            for s in nb.submissions
-            for g in s.grades
-        }
-    for n in names:  # every generated notebook, run for real, gives the reference full marks
-        assert scores["ref", n] == pytest.approx(maxima[n]), (n, scores["ref", n])
-    for student in ("partial", "wrong", "raising", "loop"):
-        assert scores[student, "log_prob"] == pytest.approx(expected_lp[student]), student
-    # partial credit inside a cell: entropy's checks where mean replaced sum
-    got, top = cell_scores["partial", "log_prob", "entropy-checks"]
+        for nb in gb.find_assignment(ASSIGNMENT).notebooks:
+            for sub in nb.submissions:
+                out.scores[sub.student.id, nb.name] = sub.score
+                for g in sub.grades:
+                    out.cells[sub.student.id, nb.name, g.name] = (g.score, g.max_score)
+    tool(course, "nbgrader", "generate_feedback", ASSIGNMENT)
+    tool(course, "nbgrader", "export", "--to", str(course / "grades.csv"))
+    return out
+
+
+def test_every_notebook_runs_and_the_reference_gets_full_marks(graded: Class) -> None:
+    for n in graded.names:
+        assert graded.maxima[n] > 0
+        assert graded.scores["ref", n] == pytest.approx(graded.maxima[n]), n
+
+
+def test_partial_credit_matches_the_grader(graded: Class) -> None:
+    expected = graded.expected["mixed"]
+    assert 0 < expected < graded.maxima["log_prob"]
+    assert graded.scores["mixed", "log_prob"] == pytest.approx(expected)
+    # inside one test cell: entropy's checks partly pass (mean instead of sum)
+    got, top = graded.cells["mixed", "log_prob", "entropy-checks"]
     assert 0 < got < top
-    assert ("corrupt", "log_prob") not in scores or scores["corrupt", "log_prob"] == 0
-    # a deleted test cell: nbgrader puts nothing in its place (document: rlkit grade grades it)
-    if ("deleted", "log_prob") in scores:
-        assert scores["deleted", "log_prob"] <= maxima["log_prob"]
+    assert graded.cells["mixed", "log_prob", "log_prob-checks"][0] == 0  # it raises
 
-    nbgrader(course, "generate_feedback", ASSIGNMENT)
-    feedback = (course / "feedback" / "partial" / ASSIGNMENT / "log_prob.html").read_text()
-    assert "Looks like a classic mistake" in feedback  # the same misconception as rlkit check
-    assert "expected" in feedback  # and a counterexample
-    hidden = (course / "feedback" / "wrong" / ASSIGNMENT / "log_prob.html").read_text()
-    assert "hidden checks" in hidden
-    loop_fb = (course / "feedback" / "loop" / ASSIGNMENT / "log_prob.html").read_text()
-    assert "infinite loop" in loop_fb
 
-    nbgrader(course, "export", "--to", str(course / "grades.csv"))
-    with open(course / "grades.csv", newline="") as f:
+def test_a_top_level_infinite_loop_scores_zero(graded: Class) -> None:
+    assert graded.scores["loop", "log_prob"] == 0
+    feedback = graded.course / "feedback" / "loop" / ASSIGNMENT / "log_prob.html"
+    assert "infinite loop" in feedback.read_text()
+
+
+def test_broken_submissions(graded: Class) -> None:
+    # nbgrader cannot read the corrupt notebook: it says so, records no score, goes on
+    assert "corrupt" in graded.autograde_log
+    assert graded.scores.get(("corrupt", "log_prob"), 0) == 0
+    # a deleted test cell: nbgrader puts it back (the course's add_missing_cells) and grades it
+    assert graded.cells["deleted", "log_prob", "entropy-checks"][0] > 0
+    assert graded.scores["deleted", "log_prob"] == pytest.approx(graded.maxima["log_prob"])
+
+
+def test_feedback_shows_what_rlkit_check_shows(graded: Class) -> None:
+    html = (graded.course / "feedback" / "mixed" / ASSIGNMENT / "log_prob.html").read_text()
+    assert "Looks like a classic mistake" in html  # the misconception, as in rlkit check
+    assert "expected" in html  # a counterexample of a public check
+    assert "hidden checks" in html
+    # hidden checks show pass/fail and misconceptions, never their inputs or expected values
+    hidden = html.split("log_prob (hidden checks)")[1].split("</pre>")[0]
+    assert "FAIL" in hidden and "expected" not in hidden
+
+
+def test_export_has_the_totals(graded: Class) -> None:
+    with open(graded.course / "grades.csv", newline="") as f:
         rows = {r["student_id"]: r for r in csv.DictReader(f)}
-    total = sum(maxima.values())
+    total = sum(graded.maxima.values())
     assert float(rows["ref"]["max_score"]) == pytest.approx(total)
     assert float(rows["ref"]["score"]) == pytest.approx(total)
-    for student in ("partial", "wrong", "raising", "loop"):
-        assert float(rows[student]["score"]) == pytest.approx(expected_lp[student]), student
+    for student in ("mixed", "loop"):
+        assert float(rows[student]["score"]) == pytest.approx(graded.expected[student]), student
+
+
+def test_rlkit_grade_agrees_with_nbgrader(graded: Class, tmp_path: Path) -> None:
+    out = tmp_path / "grades.json"
+    result = rlkit_cmd(
+        "grade", str(graded.course), "--assignment", ASSIGNMENT, "--out", str(out), timeout=300
+    )
+    assert out.exists(), result.stdout + result.stderr
+    records = {r["student"]: r for r in json.loads(out.read_text())}
+
+    def exercise(student: str, name: str) -> int:
+        return next(e["score"] for e in records[student]["exercises"] if e["name"] == name)
+
+    for n in graded.names:
+        assert exercise("ref", n) == graded.scores["ref", n] == graded.maxima[n]
+    assert exercise("mixed", "log_prob") == graded.scores["mixed", "log_prob"]
+    assert exercise("loop", "log_prob") == graded.scores["loop", "log_prob"] == 0
+    assert exercise("corrupt", "log_prob") == 0
+    # a deleted test cell: nbgrader restores it, rlkit grade needs none of them
+    assert exercise("deleted", "log_prob") == graded.scores["deleted", "log_prob"]
+
+
+def test_released_notebook_runs_for_a_student(graded: Class, tmp_path: Path) -> None:
+    """What a student sees on opening the released notebook and running it as it is."""
+    released = graded.course / "release" / ASSIGNMENT / "log_prob.ipynb"
+    out = tmp_path / "ran.ipynb"
+    tool(
+        tmp_path,
+        "jupyter",
+        "nbconvert",
+        "--to",
+        "notebook",
+        "--execute",
+        f"--ExecutePreprocessor.timeout={TIMEOUT * 3}",
+        "--output",
+        str(out),
+        str(released),
+    )
+    nb = json.loads(out.read_text())
+    tests = [c for c in nb["cells"] if c["metadata"]["nbgrader"].get("grade")]
+    visible = [c for c in tests if "hidden" not in c["metadata"]["nbgrader"]["grade_id"]]
+    assert len(visible) == 3
+    for cell in visible:
+        outputs = cell["outputs"]
+        assert not any(o.get("name") == "stderr" or o["output_type"] == "error" for o in outputs)
+        text = "".join("".join(o.get("text", "")) for o in outputs)
+        assert "is not implemented yet" in text, text
+        value = next(o for o in outputs if o["output_type"] == "execute_result")
+        assert "".join(value["data"]["text/plain"]) == "0"  # nbgrader reads this: 0 points
+        assert "points" in "".join(value["data"]["text/html"])

@@ -13,7 +13,7 @@ need: ``rlkit grade`` rebuilds the student's module from every code cell that is
 
 from __future__ import annotations
 
-import inspect
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -126,19 +126,6 @@ def answer_source(fn: FunctionSource) -> str:
     )
 
 
-def _signature(exercise: Any, name: str) -> str:
-    """``(logits, actions)`` style, from the stub's signature without annotations."""
-    import importlib
-
-    try:
-        fn = getattr(importlib.import_module(exercise.stub), name)
-        params = inspect.signature(fn).parameters.values()
-    except (ImportError, AttributeError, ValueError, TypeError):
-        return "(...)"
-    shown = [p.replace(annotation=inspect.Parameter.empty) for p in params]
-    return "(" + ", ".join(str(p) for p in shown) + ")"
-
-
 def test_source(exercise: str, function: str, points: int, hidden: bool) -> str:
     call = f"check({exercise!r}, {function!r}, globals(){', hidden=True' if hidden else ''})"
     if hidden:
@@ -164,18 +151,16 @@ def test_source(exercise: str, function: str, points: int, hidden: bool) -> str:
 
 
 def build_notebook(exercise: Any, timeout: int) -> Any:
-    """The nbgrader source notebook of a registered exercise (an ``nbformat`` notebook)."""
-    import nbformat
-    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
-
+    """The nbgrader source notebook of a registered exercise, as nbformat 4.5 JSON data
+    (written by hand: importing nbformat's validator costs seconds; the tests validate)."""
     source = load_exercise_source(exercise)
     points = points_by_function(exercise)
     name = exercise.name
     cells = []
 
-    def add(cell: Any, grade_id: str, **meta: Any) -> None:
-        cell.metadata.update(_meta(grade_id, **meta))
-        cell.id = grade_id
+    def add(cell: dict[str, Any], grade_id: str, **meta: Any) -> None:
+        cell["metadata"] = _meta(grade_id, **meta)
+        cell["id"] = grade_id
         cells.append(cell)
 
     hidden_total = sum(p.hidden for p in points.values())
@@ -191,7 +176,7 @@ def build_notebook(exercise: Any, timeout: int) -> Any:
     add(new_code_cell(setup.strip()), f"{name}-setup")
     for number, fn in enumerate(source.functions, start=1):
         add(
-            new_markdown_cell(_function_lesson(number, fn, _signature(exercise, fn.name))),
+            new_markdown_cell(_function_lesson(number, fn, fn.signature)),
             f"{fn.name}-lesson",
         )
         add(new_code_cell(answer_source(fn)), f"{fn.name}-answer", solution=True, locked=False)
@@ -219,11 +204,34 @@ def build_notebook(exercise: Any, timeout: int) -> Any:
         ),
         f"{name}-done",
     )
-    ids = [c.id for c in cells]
+    ids = [c["id"] for c in cells]
     assert len(set(ids)) == len(ids), f"duplicate grade ids in {name}: {ids}"
-    nb = new_notebook(
-        cells=cells,
-        metadata={"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"}},
-    )
-    nbformat.validate(nb)
-    return nb
+    return {
+        "cells": cells,
+        "metadata": {"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+
+
+def new_markdown_cell(text: str) -> dict[str, Any]:
+    return {"cell_type": "markdown", "metadata": {}, "source": text}
+
+
+def new_code_cell(text: str) -> dict[str, Any]:
+    return {
+        "cell_type": "code",
+        "execution_count": None,
+        "metadata": {},
+        "outputs": [],
+        "source": text,
+    }
+
+
+def to_json(nb: dict[str, Any]) -> str:
+    """The notebook file's text, laid out as Jupyter writes it (sources as lists of lines)."""
+    out = {
+        **nb,
+        "cells": [{**c, "source": c["source"].splitlines(keepends=True)} for c in nb["cells"]],
+    }
+    return json.dumps(out, indent=1, sort_keys=True, ensure_ascii=False) + "\n"

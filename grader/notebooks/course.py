@@ -34,6 +34,9 @@ c.CourseDirectory.root = "."
 c.ExecutePreprocessor.timeout = {timeout}
 c.Execute.interrupt_on_timeout = True
 
+# A test cell the student deleted is put back and graded, as `rlkit grade` would grade it.
+c.OverwriteCells.add_missing_cells = True
+
 # The student's answer replaces exactly what the exercise stubs hold.
 c.ClearSolutions.code_stub = {{"python": "# YOUR CODE HERE\\nraise NotImplementedError()"}}
 '''
@@ -62,22 +65,20 @@ def _write(path: Path, text: str) -> None:
         raise
 
 
-def _same_cells(path: Path, nb: object) -> bool:
+def _same_cells(path: Path, text: str) -> bool:
     """True when an existing notebook has the same cells (ids, sources, metadata)."""
     try:
         old = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
 
-    def key(cells: Iterable[dict]) -> list:
-        return [(c.get("id"), c.get("source"), c.get("metadata")) for c in cells]
+    def key(nb: dict) -> list:
+        return [
+            (c.get("id"), "".join(c.get("source", "")), c.get("metadata"))
+            for c in nb.get("cells", [])
+        ]
 
-    new = json.loads(json.dumps(nb))
-    join = [
-        {**c, "source": "".join(c["source"]) if isinstance(c["source"], list) else c["source"]}
-        for c in old.get("cells", [])
-    ]
-    return key(join) == key(new["cells"])
+    return key(old) == key(json.loads(text))
 
 
 def build_course(
@@ -89,14 +90,8 @@ def build_course(
     course_id: str | None = None,
 ) -> BuildResult:
     """Write ``nbgrader_config.py`` (kept when it exists) and ``source/<assignment>/*.ipynb``."""
-    try:
-        import nbformat
-    except ImportError:
-        raise RlkitError(
-            "building nbgrader notebooks needs nbformat and nbgrader: pip install 'rlkit[nbgrader]'"
-        ) from None
     from grader.api import select_exercises
-    from grader.notebooks.build import build_notebook
+    from grader.notebooks.build import build_notebook, to_json
 
     if not _NAME.match(assignment):
         raise UsageError(
@@ -109,12 +104,13 @@ def build_course(
         raise UsageError(f"{course_dir} exists and is not a folder; pass a course folder")
     selected = select_exercises(exercises)
     notebooks = {ex.name: build_notebook(ex, timeout) for ex in selected}
+    texts = {name: to_json(nb) for name, nb in notebooks.items()}
 
     folder = course_dir / "source" / assignment
     clash = [
         folder / f"{name}.ipynb"
-        for name, nb in notebooks.items()
-        if (folder / f"{name}.ipynb").exists() and not _same_cells(folder / f"{name}.ipynb", nb)
+        for name, text in texts.items()
+        if (folder / f"{name}.ipynb").exists() and not _same_cells(folder / f"{name}.ipynb", text)
     ]
     if clash and not force:
         raise RlkitError(
@@ -132,11 +128,11 @@ def build_course(
     result = BuildResult(config, config_written)
     for ex in selected:
         path = folder / f"{ex.name}.ipynb"
-        _write(path, nbformat.writes(notebooks[ex.name]) + "\n")
+        _write(path, texts[ex.name])
         result.notebooks.append(path)
         result.points[ex.name] = sum(
-            c.metadata["nbgrader"].get("points", 0)
-            for c in notebooks[ex.name].cells
-            if c.metadata["nbgrader"]["grade"]
+            c["metadata"]["nbgrader"].get("points", 0)
+            for c in notebooks[ex.name]["cells"]
+            if c["metadata"]["nbgrader"]["grade"]
         )
     return result

@@ -5,6 +5,7 @@ function, the student's part (signature + docstring, from the stub) and the refe
 from __future__ import annotations
 
 import ast
+import copy
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ class FunctionSource:
     helpers: list[str] = field(default_factory=list)  # solution-only helpers it uses
     docstring: str = ""
     indent: str = "    "
+    signature: str = "(...)"  # ``(logits, actions)``: the parameters without annotations
 
 
 @dataclass
@@ -83,6 +85,15 @@ def _split_function(lines: list[str], node: ast.FunctionDef) -> tuple[str, str, 
 
 def _is_str(expr: ast.Expr) -> bool:
     return isinstance(expr.value, ast.Constant) and isinstance(expr.value.value, str)
+
+
+def _signature(node: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
+    """The parameter list without annotations, e.g. ``(rewards, gamma, dones=None)``."""
+    args = copy.deepcopy(node.args)
+    for a in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]:
+        if a is not None:
+            a.annotation = None
+    return f"({ast.unparse(args)})"
 
 
 def _names(node: ast.AST) -> set[str]:
@@ -174,6 +185,7 @@ def load_exercise_source(exercise: object) -> ExerciseSource:
                 helpers,
                 ast.get_docstring(stub_defs[fn]) or "",
                 indent,
+                _signature(stub_defs[fn]),
             )
         )
     return ExerciseSource(

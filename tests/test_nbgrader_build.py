@@ -1,0 +1,175 @@
+"""`rlkit nbgrader build` without a kernel: the notebooks are valid for nbformat and nbgrader,
+worth the grader's points, derived from the stub and solution (no second copy), their formulas
+render; and the test cells' helper gives the feedback and points nbgrader reads."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from conftest import rlkit_cmd
+
+from grader.api import load_vectors, select_exercises
+from grader.model import HIDDEN, PUBLIC
+from grader.notebooks import feedback
+from grader.notebooks.course import build_course
+from grader.notebooks.source import load_exercise_source, module_file
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("course")
+    build_course(root, assignment="a1", timeout=42)
+    return root
+
+
+def notebooks(course: Path) -> dict[str, nbformat.NotebookNode]:
+    return {
+        p.stem: nbformat.read(p, as_version=4)
+        for p in sorted((course / "source" / "a1").glob("*.ipynb"))
+    }
+
+
+def test_one_valid_notebook_per_exercise_worth_the_graders_points(course: Path) -> None:
+    from nbgrader.nbgraderformat import MetadataValidator
+
+    nbs = notebooks(course)
+    assert sorted(nbs) == sorted(ex.name for ex in select_exercises())  # plugins' included
+    for ex in select_exercises():
+        nb = nbs[ex.name]
+        nbformat.validate(nb)
+        MetadataValidator().validate_nb(nb)
+        metas = [c.metadata["nbgrader"] for c in nb.cells]
+        assert all(m["schema_version"] == 3 for m in metas)
+        ids = [m["grade_id"] for m in metas]
+        assert len(ids) == len(set(ids)), ids
+        checks = load_vectors(ex, hidden=True).select(HIDDEN)
+        for fn in ex.functions:
+            for visibility, gid in ((PUBLIC, f"{fn}-checks"), (HIDDEN, f"{fn}-hidden-checks")):
+                points = sum(
+                    c.points for c in checks if c.function == fn and c.visibility == visibility
+                )
+                cell = next(c for c in nb.cells if c.metadata["nbgrader"]["grade_id"] == gid)
+                assert cell.metadata["nbgrader"]["points"] == points > 0, gid
+                assert cell.metadata["nbgrader"]["grade"] and cell.metadata["nbgrader"]["locked"]
+                assert ("### BEGIN HIDDEN TESTS" in cell.source) == (visibility == HIDDEN)
+        # imports live in a locked set-up cell, never in answer or test cells
+        setup = nb.cells[1]
+        assert setup.metadata["nbgrader"]["locked"] and "import torch" in setup.source
+        assert "%load_ext grader.notebooks.feedback" in setup.source
+
+
+def test_answer_cells_are_the_stub_with_the_reference_inside_the_solution_region(
+    course: Path,
+) -> None:
+    from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions
+
+    for name, nb in notebooks(course).items():
+        source = load_exercise_source(select_exercises([name])[0])
+        released, _ = ClearSolutions().preprocess(nb, {"language": "python"})
+        released, _ = ClearHiddenTests().preprocess(released, {})
+        answers = [c for c in released.cells if c.metadata["nbgrader"]["solution"]]
+        assert len(answers) == len(source.functions)
+        stub_text = module_file(select_exercises([name])[0].stub).read_text()
+        for cell, fn in zip(answers, source.functions):
+            # exactly the stub's function: what a student released the file way also starts from
+            assert cell.source.strip() in stub_text, fn.name
+            assert "YOUR CODE HERE" in cell.source
+        for cell in released.cells:
+            assert "HIDDEN TESTS" not in cell.source and "hidden=True" not in cell.source
+
+
+def test_formulas_are_latex_that_renders(course: Path) -> None:
+    from matplotlib.mathtext import MathTextParser
+
+    parser = MathTextParser("path")
+    found = 0
+    for nb in notebooks(course).values():
+        for cell in nb.cells:
+            if cell.cell_type == "markdown":
+                for eq in re.findall(r"\$\$ (.+?) \$\$", cell.source):
+                    parser.parse(f"${eq}$")
+                    found += 1
+    assert found >= 15
+    ppo = notebooks(course)["ppo"]
+    assert any(r"\delta_{t} = r_{t} + \gamma \cdot V_{t+1}" in c.source for c in ppo.cells)
+
+
+def test_config_sets_the_cell_timeout(course: Path) -> None:
+    config = (course / "nbgrader_config.py").read_text()
+    assert "c.ExecutePreprocessor.timeout = 42" in config
+    assert "c.OverwriteCells.add_missing_cells = True" in config
+
+
+def test_check_helper_prints_the_report_and_returns_the_points(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import exercises.ppo
+    import solutions.ppo
+
+    points = feedback.check("ppo", "gae", vars(exercises.ppo))
+    out = capsys.readouterr()
+    assert points == 0 and points.max_points > 0 and str(points) == "0"
+    assert "gae() is not implemented yet" in out.out and out.err == ""
+    assert feedback.check("ppo", "gae", vars(solutions.ppo)) == points.max_points
+    hidden = feedback.check("ppo", "gae", vars(solutions.ppo), hidden=True)
+    assert hidden > 0 and "hidden checks" in capsys.readouterr().out
+
+
+def test_check_helper_is_silent_on_stderr_and_stops_infinite_loops(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import warnings
+
+    import solutions.ppo
+
+    def noisy(*args, **kwargs):  # correct, but warns and prints to stderr
+        warnings.warn("deprecated", DeprecationWarning, stacklevel=1)
+        print("debug", file=sys.stderr)
+        return solutions.ppo.gae(*args, **kwargs)
+
+    def stuck(*args, **kwargs):
+        while True:
+            with contextlib.suppress(BaseException):  # a student hiding from the stop
+                pass
+
+    full = feedback.check("ppo", "gae", {"gae": noisy})
+    assert full == full.max_points
+    assert feedback.check("ppo", "gae", {"gae": stuck}, time_limit=0.3) == 0
+    out = capsys.readouterr()
+    assert out.err == ""
+    assert "took longer than 0.3 s" in out.out
+    assert feedback.check("ppo", "gae", {}) == 0
+    assert "gae is not defined" in capsys.readouterr().out
+
+
+def test_cell_watch_zeroes_test_cells_after_a_failed_cell() -> None:
+    from types import SimpleNamespace as NS
+
+    watch = feedback.CellWatch()
+    watch.pre_run_cell(NS(raw_cell="def f():\n    return 1\nwhile True: pass", cell_id="c1"))
+    watch.post_run_cell(NS(error_before_exec=None, error_in_exec=KeyboardInterrupt()))
+    problem = watch.problem()
+    assert problem is not None and "def f():" in problem and "infinite loop" in problem
+    # fixed and run again (same cell id): the notebook is gradable again
+    watch.pre_run_cell(NS(raw_cell="def f():\n    return 1", cell_id="c1"))
+    watch.post_run_cell(NS(error_before_exec=None, error_in_exec=None))
+    assert watch.problem() is None
+
+
+def test_cli_errors_are_one_line(tmp_path: Path) -> None:
+    bad = rlkit_cmd("nbgrader", "build", str(tmp_path / "c"), "no_such_exercise")
+    assert bad.returncode == 2 and "unknown exercise 'no_such_exercise'" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    ok = rlkit_cmd("nbgrader", "build", str(tmp_path / "c"), "log_prob")
+    assert ok.returncode == 0, ok.stderr
+    nb = tmp_path / "c" / "source" / "rlkit" / "log_prob.ipynb"
+    nb.write_text(nb.read_text().replace("YOUR CODE HERE", "MY EDIT"))
+    again = rlkit_cmd("nbgrader", "build", str(tmp_path / "c"), "log_prob")
+    assert again.returncode == 1 and "--force" in again.stderr
+    forced = rlkit_cmd("nbgrader", "build", str(tmp_path / "c"), "log_prob", "--force")
+    assert forced.returncode == 0 and "Kept" in forced.stdout
