@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -47,11 +48,16 @@ class Submission:
         for name in exercises:
             file = self.files.get(name)
             digest.update(f"\0{name}\0{file.suffix if file else 'missing'}\0".encode())
-            if file is not None:
-                try:
+            if file is None:
+                continue
+            try:
+                if file.is_symlink() or file.stat().st_size > MAX_FILE_BYTES:  # not graded
+                    digest.update(f"{os.readlink(file) if file.is_symlink() else ''}".encode())
+                    digest.update(str(file.lstat().st_size).encode())
+                else:
                     digest.update(file.read_bytes())
-                except OSError as exc:
-                    digest.update(f"unreadable {exc}".encode())
+            except OSError as exc:
+                digest.update(f"unreadable {exc}".encode())
         return digest.hexdigest()
 
 
@@ -229,6 +235,9 @@ def stage(submission: Submission, folder: Path, exercises: Sequence[str]) -> dic
         file = submission.files.get(name)
         if file is None:
             problems[name] = f"{name}.py is missing from the submission"
+            continue
+        if file.is_symlink():  # it could point at another student's file, or anywhere
+            problems[name] = f"{file.name} is a symbolic link; submit the file itself"
             continue
         try:
             if file.stat().st_size > MAX_FILE_BYTES:

@@ -230,3 +230,20 @@ def test_nothing_to_grade_exits_non_zero(tmp_path: Path) -> None:
     assert run.returncode != 0
     assert "no submissions" in run.stderr and "Traceback" not in run.stderr
     shutil.rmtree(tmp_path / "empty")
+
+
+def test_refuses_in_one_line_when_no_sandbox_can_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from grader import batch, sandbox
+    from rlkit.errors import RlkitError
+
+    monkeypatch.setattr(sandbox, "find_bwrap", lambda: None)
+    (tmp_path / "class" / "ana").mkdir(parents=True)
+    (tmp_path / "class" / "ana" / "ppo.py").write_text(solution("ppo"))
+    layout = batch.Layout.beside(tmp_path / "grades.csv", "csv")
+    with pytest.raises(RlkitError) as caught:
+        batch.grade_class(tmp_path / "class", layout, batch.Options(["ppo"], sandbox="bwrap"))
+    message = caught.value.message
+    assert "bubblewrap" in message and "--no-sandbox" in message and "\n" not in message
+    assert not list(layout.records.glob("*.json"))

@@ -122,3 +122,27 @@ def test_grade_an_nbgrader_class(tmp_path: Path) -> None:
     assert "cell 2 is mangled" in rows["eve"]["exercises"][0]["problem"]
     feedback = (tmp_path / "grades-feedback" / "dan.md").read_text()
     assert "not valid notebook JSON" in feedback
+
+
+def test_staging_copies_only_plain_exercise_files(tmp_path: Path) -> None:
+    from grader.submissions import MAX_FILE_BYTES, stage
+
+    alice, mallory = tmp_path / "class" / "alice", tmp_path / "class" / "mallory"
+    alice.mkdir(parents=True)
+    mallory.mkdir()
+    (alice / "ppo.py").write_text(SOLUTION)
+    (mallory / "ppo.py").symlink_to(alice / "ppo.py")  # another student's answer
+    (mallory / "dpo.py").write_bytes(b"#" * (MAX_FILE_BYTES + 1))
+    (mallory / "checks").mkdir()  # a forged checks folder is never staged
+    (sub,) = [
+        s
+        for s in discover(tmp_path / "class", ["ppo", "dpo", "reinforce"])
+        if s.student == "mallory"
+    ]
+    problems = stage(sub, tmp_path / "stage", ["ppo", "dpo", "reinforce"])
+    assert problems == {
+        "ppo": "ppo.py is a symbolic link; submit the file itself",
+        "dpo": "dpo.py is larger than 2 MB",
+        "reinforce": "reinforce.py is missing from the submission",
+    }
+    assert list((tmp_path / "stage").iterdir()) == []
