@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rlkit.runs import Run
@@ -78,6 +78,19 @@ def check_plottable(runs: Sequence[Run], metrics: Sequence[str] | None = None) -
 
 def plot_runs(runs: Sequence[Run], out: Path, metrics: Sequence[str] | None = None) -> Path:
     """Draw one figure for one or more runs and save it as PNG at ``out``."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(runs, metrics)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def figure(runs: Sequence[Run], metrics: Sequence[str] | None = None) -> Any:
+    """The matplotlib figure of ``plot_runs``, titled with what trained (task, algorithm,
+    backend, whose code)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -148,8 +161,4 @@ def plot_runs(runs: Sequence[Run], out: Path, metrics: Sequence[str] | None = No
         suptitle = f"{len(runs)} runs: " + ("; ".join(titles) if len(titles) <= 3 else runs[0].task)
     fig.suptitle(suptitle, fontsize=11)
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return fig

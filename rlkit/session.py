@@ -244,8 +244,9 @@ def _defaults_text(kind: type, owners: Sequence[tuple[TrainerSpec, Any]], partia
     """``[default: 80000 (sb3), 60000 (native ppo)]``: each trainer's own default."""
     by_value: dict[str, list[TrainerSpec]] = {}
     for spec, f in owners:
-        value = st.default_of(f)
-        by_value.setdefault(repr(value) if kind is str else str(value), []).append(spec)
+        by_value.setdefault(str(st.default_of(f)), []).append(spec)
+    if set(by_value) == {"None"}:  # "not set": the help says what that means
+        return ""
     if len(by_value) == 1 and not partial:
         return f"[default: {next(iter(by_value))}]"
     parts = []
