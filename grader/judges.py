@@ -92,33 +92,41 @@ def close(got: np.ndarray, want: np.ndarray, rtol: float, floor: float) -> np.nd
 # ----------------------------------------------------------------------------- formatting
 
 
-def fmt(a: np.ndarray | float | None, limit: int = SHOW_IN_FULL, digits: int = 4) -> str:
-    """An array on one line, in full up to ``limit`` elements, ``digits`` significant digits."""
+def fmt(a: np.ndarray | float | None, limit: int = SHOW_IN_FULL, digits: int = 5) -> str:
+    """An array on one line, in full up to ``limit`` elements (``[[0, 1], [1, 1]]``), floats
+    with ``digits`` significant digits; a bigger one as its dtype and shape."""
     if a is None:
         return "None"
     a = np.asarray(a)
     if a.size > limit:
         return f"<{a.dtype} array of shape {tuple(a.shape)}>"
-    if a.dtype.kind == "f":
-        with np.printoptions(legacy=False):
-            return " ".join(
-                np.array2string(
-                    a, precision=digits, separator=", ", max_line_width=10**6, floatmode="maxprec"
-                ).split()
-            )
-    return " ".join(np.array2string(a, separator=", ", max_line_width=10**6).split())
+
+    def one(x: object) -> str:
+        if a.dtype.kind == "f":
+            text = f"{float(x):.{digits}g}"  # type: ignore[arg-type]
+            return "-0" if text == "-0" else text
+        if a.dtype.kind == "b":
+            return str(bool(x))
+        return str(x)
+
+    def nested(x: np.ndarray) -> str:
+        if x.ndim == 0:
+            return one(x[()])
+        return "[" + ", ".join(nested(row) for row in x) + "]"
+
+    return nested(a)
 
 
 def digits_to_differ(got: Any, want: Any, ok: np.ndarray | None = None) -> int:
-    """The fewest significant digits (4 to 17) at which every differing entry prints
+    """The fewest significant digits (5 to 17) at which every differing entry prints
     differently: "expected 0.3536, got 0.3536" never happens."""
     g = np.atleast_1d(np.asarray(got, dtype=np.float64))
     w = np.atleast_1d(np.asarray(want, dtype=np.float64))
     if g.shape != w.shape:
-        return 4
+        return 5
     bad = ~np.atleast_1d(ok) if ok is not None else g != w
     bad = bad & (g != w) & ~(np.isnan(g) & np.isnan(w))
-    for digits in range(4, 18):
+    for digits in range(5, 18):
         if all(f"{x:.{digits}g}" != f"{y:.{digits}g}" for x, y in zip(g[bad], w[bad])):
             return digits
     return 17

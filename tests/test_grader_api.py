@@ -3,12 +3,16 @@ tolerances: right answers pass whatever their round-off, wrong ones fail."""
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 import numpy as np
 import torch
 
 import solutions.ppo
+import solutions.reinforce
 from grader import check_function, check_module
-from grader.judges import close
+from grader.judges import close, digits_to_differ, fmt
 from grader.model import HIDDEN, Outcome, Output
 
 
@@ -95,3 +99,67 @@ def test_tolerance_accepts_float32_round_off_and_rejects_real_errors() -> None:
     assert not close(loop * 1.01, loop, 1e-4, 1e-6).all()
     assert close(np.array([np.nan, np.inf]), np.array([np.nan, np.inf]), 1e-4, 0).all()
     assert not close(np.array([np.inf]), np.array([1.0]), 1e-4, 0).all()
+
+
+# ----------------------------------------------------------------------------- feedback
+
+
+def _message(exercise: str, function: Any, check: str) -> str:
+    report = check_function(exercise, function)
+    return next(c.message for c in report.checks if c.name == check)
+
+
+def test_expected_and_got_differ_visibly_where_they_differ() -> None:
+    assert fmt(np.array([0.35355339, -0.35355339])) == "[0.35355, -0.35355]"
+    got, want = np.array([0.3535534, -0.35355]), np.array([0.3535538, -0.35355])
+    digits = digits_to_differ(got, want)
+    assert fmt(got, digits=digits) != fmt(want, digits=digits)
+
+    def grad_log_prob(logits, actions):  # a tiny slip: the logits scaled by 1.00001
+        with torch.no_grad():
+            p = torch.softmax(logits * (1 + 1e-5), -1)
+            return torch.nn.functional.one_hot(actions, logits.shape[-1]).to(logits.dtype) - p
+
+    message = _message("log_prob", grad_log_prob, "grad_log_prob.values")
+    expected, got_text = re.search(r"expected (\[.*?\]), got (\[.*?\])", message).groups()
+    assert expected != got_text, message
+
+
+def test_small_inputs_are_shown_in_full_and_outputs_by_their_names() -> None:
+    mask = np.zeros((2, 9), dtype=np.int64)
+    assert fmt(mask) == "[" + ", ".join(["[" + ", ".join(["0"] * 9) + "]"] * 2) + "]"
+
+    def gae(rewards, values, dones, last_value, gamma=0.99, lam=0.95):
+        adv, returns = solutions.ppo.gae(rewards, values, dones, last_value, gamma, lam)
+        return adv, adv  # returns without the values
+
+    assert "`returns` is wrong" in _message("ppo", gae, "gae.values_no_dones")
+
+    def dpo_loss(pc, pr, rc, rr, beta=0.1):
+        chosen, rejected = beta * (pc - rc.detach()), beta * (pr - rr.detach())
+        loss = torch.nn.functional.softplus(chosen - rejected).mean()  # softplus(Δ): sign error
+        return loss, chosen.detach(), rejected.detach()
+
+    message = _message("dpo", dpo_loss, "dpo_loss.values")
+    assert "`loss` is wrong" in message and "softplus(Δ)" in message
+    assert "prefers the rejected answer: the margin is chosen minus rejected" not in message
+
+
+def test_expected_is_always_the_references() -> None:
+    def returns_to_go(rewards, gamma, dones=None):  # never restarts, and zeroes a lone G_0
+        out, g = torch.zeros_like(rewards), 0.0
+        for t in reversed(range(len(rewards))):
+            g = rewards[t] + gamma * g
+            out[t] = g
+        if dones is None:
+            out[0] = 0.0
+        return out
+
+    message = _message("reinforce", returns_to_go, "returns_to_go.restarts_after_dones")
+    expected = re.search(r"expected (\[.*?\])", message).group(1)
+    rewards, dones = (re.search(rf"{n}=(\[.*?\])", message).group(1) for n in ("rewards", "dones"))
+    reference = solutions.reinforce.returns_to_go(
+        torch.tensor(eval(rewards), dtype=torch.float64), 0.9, torch.tensor(eval(dones))
+    )
+    assert np.allclose(eval(expected), reference.numpy(), atol=1e-3), message  # shown rounded
+    assert "dones at steps [2, 3, 7]" in message

@@ -137,7 +137,10 @@ MISTAKES = [
     Mistake(
         "dpo_wrong_sign",
         "dpo_loss",
-        "prefers the rejected answer: the margin is chosen minus rejected.",
+        "the sign inside the sigmoid is flipped: the loss is -log σ(Δ) = softplus(-Δ) with "
+        "Δ = β·[(log π_w - log π_ref,w) - (log π_l - log π_ref,l)]; yours is -log σ(-Δ) = "
+        "softplus(Δ), which is smallest when the rejected answer wins. Check the sign of Δ "
+        "where it enters logsigmoid/softplus.",
         _dpo_mistake("wrong_sign"),
     ),
     Mistake(

@@ -121,8 +121,7 @@ MISTAKES = [
     Mistake(
         "grad_keeps_graph",
         "grad_log_prob",
-        "returns a tensor that keeps the logits' autograd graph; the closed form is plain "
-        "data: compute it under torch.no_grad() (or from logits.detach()).",
+        "computes softmax(logits) with autograd on, so the result keeps the logits' graph.",
         lambda logits, actions: (
             F.one_hot(actions, logits.shape[-1]).to(logits.dtype) - torch.softmax(logits, -1)
         ),
