@@ -424,13 +424,14 @@ class Sandbox:
     def close(self) -> None:
         """Stop the runner: with bubblewrap, its PID namespace (everything in it) dies too."""
         if self.proc is not None and self.proc.poll() is None and not self.broken:
-            with contextlib.suppress(OSError, TimeoutError):
+            with contextlib.suppress(OSError, TimeoutError, subprocess.TimeoutExpired):
                 assert self.proc.stdin is not None
                 protocol.write_all(
                     self.proc.stdin.fileno(),
                     protocol.encode({"type": "quit"}),
                     time.monotonic() + 1,
                 )
+                self.proc.wait(timeout=0.3)  # a clean exit (then SIGKILL makes sure)
         self._kill()
         with contextlib.suppress(OSError):
             self.err.close()
