@@ -177,8 +177,9 @@ class Trainer(ABC):
         return self._stop_requested
 
     def before_training(self) -> None:  # noqa: B027 - optional hook
-        """Called once before a *new* run's first step (not on ``--resume``), in the main
-        process: e.g. DPO samples answers to compare with after training."""
+        """Called once for a *new* run (not on ``--resume``), in the main process, before its
+        run directory is created: load what training needs (a failure leaves no run behind),
+        or record what to compare with after training (DPO samples answers)."""
 
     def after_training(self, run_dir: Path, summary: Mapping[str, float]) -> list[str]:
         """Lines to print once training has finished (not when stopped). By default the

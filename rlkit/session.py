@@ -387,6 +387,7 @@ class Session:
         trainer = spec.load()(settings)  # a bad model, data or workspace fails here
         if not self.main_process:
             return trainer, None, spec
+        trainer.before_training()  # before the run directory exists: a failure leaves none
         run = Run.create(
             self.values.get("out"),
             self.task,
@@ -461,8 +462,6 @@ class Session:
         bar = ProgressBar(f"{self.task} {spec.algorithm} ({spec.backend})", spec.plot_metrics[:2])
         continue_with = f"Continue with: rlkit train {self.task} --resume {run.path}"
         try:
-            if created:
-                trainer.before_training()
             with stop_on_ctrl_c(trainer):
                 summary = dict(trainer.train([run, bar]))
         except BaseException as exc:
@@ -584,6 +583,8 @@ def precheck(exercises: Sequence[str], workspace: Path) -> None:
     """Run the public checks of ``exercises`` on the student's files and say in a few lines
     what fails (a student can still watch what a failing function does to training)."""
     names = ", ".join(f"{e}.py" for e in exercises)
+    if not any((workspace / f"{e}.py").is_file() for e in exercises):
+        return  # not a workspace at all: training says so, naming the fix
     start = time.perf_counter()
     try:
         from grader.api import check_workspace

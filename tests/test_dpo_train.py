@@ -84,9 +84,10 @@ def test_native_run_then_eval(tmp_path: Path) -> None:
     again = rlkit_cmd("eval", str(run), env=QUIET)  # default --episodes: the run's prompts
     assert again.returncode == 0, again.stderr
     assert RATE.search(again.stdout).group(0) == trained.group(0)  # same seed, same answers
-    fewer = rlkit_cmd("eval", str(run), "-n", "3", env=QUIET)
-    assert fewer.returncode == 0, fewer.stderr
-    assert "3 held-out prompts" in fewer.stdout
+    # -n 10 means ten prompts (it once meant "all": 10 was the CLI's default)
+    other = rlkit_cmd("eval", str(run), "-n", "10", env=QUIET)
+    assert other.returncode == 0, other.stderr
+    assert "10 held-out prompts" in other.stdout
 
 
 def test_trl_run_with_the_students_loss(tmp_path: Path) -> None:

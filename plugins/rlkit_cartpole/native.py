@@ -96,6 +96,11 @@ class NativeTrainer(Trainer):
     def progress(self) -> Progress:
         return Progress(self.timesteps, self.config.timesteps, "timestep")
 
+    def before_training(self) -> None:
+        """Load the exercise files now: a missing or broken workspace fails before the run
+        directory is made."""
+        self.objective  # noqa: B018
+
     def train(self, callbacks: Sequence[Callback] = ()) -> dict[str, float]:
         """Train until ``config.timesteps`` steps in total; ``request_stop`` (Ctrl-C) stops
         after the update under way, leaving a policy that ``save`` can write."""
