@@ -224,6 +224,11 @@ def grade_class(
             f"{', '.join(f'{e}.py' for e in course.exercises)} (or .ipynb), or nbgrader's "
             "submitted/<student>/<assignment>/"
         )
+    if students and not any(s.files for s in students):
+        raise UsageError(
+            f"none of the {len(students)} folders in {root} has "
+            f"{', '.join(f'{e}.py' for e in course.exercises)} (or .ipynb): nothing to grade"
+        )
     names = {s.student: safe_name(s.student) for s in students}
     if len(set(names.values())) != len(names):
         raise UsageError("two students' folder names map to the same file name; rename one")

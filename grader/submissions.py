@@ -116,6 +116,11 @@ def discover(
     skip = {Path(p).resolve() for p in exclude}
     if (root / "submitted").is_dir():
         root = root / "submitted"
+    elif (root / "nbgrader_config.py").is_file():
+        raise UsageError(
+            f"{root} is an nbgrader course without a submitted/ folder: collect the "
+            "submissions first (`nbgrader collect ASSIGNMENT`)"
+        )
     own = _exercise_files(root, exercises)
     if own:  # the folder is one student's submission
         return [Submission(root.resolve().name, root, own)]

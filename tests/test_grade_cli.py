@@ -229,6 +229,10 @@ def test_nothing_to_grade_exits_non_zero(tmp_path: Path) -> None:
     run = rlkit_cmd("grade", str(tmp_path / "empty"), "--out", str(tmp_path / "g.csv"))
     assert run.returncode != 0
     assert "no submissions" in run.stderr and "Traceback" not in run.stderr
+    (tmp_path / "empty" / "alice").mkdir()  # a student folder without any exercise file
+    (tmp_path / "empty" / "alice" / "notes.txt").write_text("hello")
+    run = rlkit_cmd("grade", str(tmp_path / "empty"), "--out", str(tmp_path / "g.csv"))
+    assert run.returncode != 0 and "nothing to grade" in run.stderr
     shutil.rmtree(tmp_path / "empty")
 
 
