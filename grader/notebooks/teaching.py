@@ -281,5 +281,5 @@ def markdown_docstring(doc: str) -> str:
 def formula_block(equations: list[str]) -> str:
     if not equations:
         return ""
-    body = "\n".join(f"$$ {eq} $$" for eq in equations)
+    body = "\n\n".join(f"$$ {eq} $$" for eq in equations)
     return "**The formulas:**\n\n" + body

@@ -45,6 +45,10 @@ def build_command(
         click.echo(f"Kept {result.config} (delete it to regenerate)")
     for path in result.notebooks:
         click.echo(f"Wrote {path} ({result.points[path.stem]} points)")
+    import importlib.util
+
+    if importlib.util.find_spec("nbgrader") is None:
+        click.echo("nbgrader is not installed here: pip install 'rlkit[nbgrader]'")
     click.echo(
         f"Next, in {course_dir}: `nbgrader generate_assignment {assignment}`, then release it "
         "to your students."
