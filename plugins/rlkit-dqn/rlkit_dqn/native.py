@@ -146,7 +146,7 @@ class DQNTrainer(Trainer):
     def train(self, callbacks: Sequence[Callback] = ()) -> dict[str, float]:
         """Train until ``settings.timesteps`` environment steps in total, or until a callback
         or ``request_stop`` (Ctrl-C) stops it at the next metrics row."""
-        self.fns  # noqa: B018 - a missing or broken dqn.py fails here, before any step
+        self._try_functions()  # a stub or a broken dqn.py fails here, before any step
         for callback in callbacks:
             callback.on_train_start(self)
         before = torch.get_num_threads()
@@ -158,6 +158,17 @@ class DQNTrainer(Trainer):
         for callback in callbacks:
             callback.on_train_end(self)
         return {"timesteps": float(self.timesteps), "updates": float(self.updates), **last}
+
+    def _try_functions(self) -> None:
+        """Call the exercise functions once on a tiny batch: a stub still raising
+        NotImplementedError stops the run at once with one line, not after the warm-up."""
+        fns, q = self.fns, torch.zeros(2, N_ACTIONS)
+        rewards, dones = torch.zeros(2), torch.tensor([False, True])
+        if self.settings.double_dqn:
+            targets = fns.double_dqn_target(rewards, q, q, dones, self.settings.gamma)
+        else:
+            targets = fns.td_target(rewards, q, dones, self.settings.gamma)
+        fns.dqn_loss(q.requires_grad_(), torch.zeros(2, dtype=torch.long), targets)
 
     def _loop(self, callbacks: Sequence[Callback]) -> dict[str, float]:
         from rlkit_cartpole.env import make_vec_env

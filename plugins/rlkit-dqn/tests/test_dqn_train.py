@@ -1,0 +1,115 @@
+"""DQN on CartPole: native DQN solves it, both backends log the DQN curves, and
+`rlkit train cartpole --algo dqn` runs, resumes and evaluates through the core session."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rlkit.interfaces import Callback
+from rlkit.runs import read_metrics
+
+RLKIT = Path(sys.executable).with_name("rlkit")
+CURVES = {"episode_reward", "epsilon", "loss", "q_mean"}
+
+
+def rlkit(*args: str, cwd: Path | None = None):
+    return subprocess.run(
+        [str(RLKIT), *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "TQDM_DISABLE": "1"},
+        timeout=300,
+    )
+
+
+class SolveCheck(Callback):
+    """Greedy 10-episode evaluation every 1000 steps; stops training at the first mean ≥ 475."""
+
+    def __init__(self) -> None:
+        self.next_eval, self.solved_at, self.best = 1000, None, 0.0
+
+    def on_metrics(self, trainer, step, metrics):
+        if step < self.next_eval:
+            return None
+        self.next_eval = step + 1000
+        mean = trainer.evaluate(10).metrics["mean_reward"]
+        self.best = max(self.best, mean)
+        if mean >= 475:
+            self.solved_at = step
+            return False
+        return None
+
+
+@pytest.mark.slow
+def test_native_dqn_solves_cartpole() -> None:
+    """The reference functions, default settings except the seed: a greedy 10-episode
+    evaluation averages ≥ 475 within 40,000 steps (seed 1 gets there in about 12,000 steps;
+    the cap leaves room for another CPU's rounding to change the trajectory)."""
+    from rlkit_dqn.native import DQNTrainer
+    from rlkit_dqn.settings import DQNSettings
+
+    trainer = DQNTrainer(DQNSettings(seed=1, timesteps=40_000))
+    check = SolveCheck()
+    trainer.train([check])
+    assert check.solved_at is not None, f"best 10-episode mean {check.best:.1f}"
+
+
+def test_sb3_backend_logs_the_dqn_curves() -> None:
+    from rlkit_dqn.sb3 import ZOO_CARTPOLE, SB3DQNTrainer
+    from rlkit_dqn.settings import SB3DQNSettings
+
+    class Rows(Callback):
+        rows: list = []
+
+        def on_metrics(self, trainer, step, metrics):
+            self.rows.append(dict(metrics))
+
+    trainer = SB3DQNTrainer(SB3DQNSettings(timesteps=1_300))
+    assert trainer.model.learning_rate == ZOO_CARTPOLE["learning_rate"]
+    assert trainer.model.policy.net_arch == [256, 256]
+    rows = Rows()
+    trainer.train([rows])
+    assert trainer.progress().done >= 1_300
+    assert set(rows.rows[-1]) >= CURVES, rows.rows[-1]
+
+
+def test_train_resume_and_eval_through_the_cli(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    first = rlkit(
+        "train", "cartpole", "--algo", "dqn", "--backend", "native",
+        "--timesteps", "1500", "--out", str(run), "--set", "learning_starts=500",
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    assert "Mean reward:" in first.stdout
+    assert (run / "curves.png").is_file() and any((run / "tb").iterdir())
+    rows = read_metrics(run / "metrics.csv")
+    assert set(rows[-1]) >= CURVES, rows[-1]
+    assert rows[0]["epsilon"] > rows[-1]["epsilon"]  # ε decays
+    config = json.loads((run / "config.json").read_text())
+    assert config["settings"]["algo"] == "dqn" and config["settings"]["double_dqn"] is True
+
+    more = rlkit("train", "cartpole", "--resume", str(run), "--timesteps", "2000")
+    assert more.returncode == 0, more.stderr
+    assert "Resuming" in more.stdout
+    assert read_metrics(run / "metrics.csv")[-1]["timesteps"] == 2000
+
+    evaluated = rlkit("eval", str(run), "-n", "2")
+    assert evaluated.returncode == 0 and "Mean reward:" in evaluated.stdout
+
+
+def test_a_stub_workspace_stops_before_training_and_leaves_no_run(tmp_path: Path) -> None:
+    work, run = tmp_path / "ws", tmp_path / "run"
+    assert rlkit("init", str(work)).returncode == 0
+    result = rlkit(
+        "train", "cartpole", "--algo", "dqn", "--path", str(work), "--out", str(run),
+        "--timesteps", "2000",
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "dqn" in result.stderr and "Traceback" not in result.stderr
+    assert not (run / "config.json").exists()
