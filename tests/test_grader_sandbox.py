@@ -304,6 +304,23 @@ def test_without_bubblewrap_bwrap_refuses_and_auto_says_so(tmp_path: Path, monke
     assert report.passed and report.protection.startswith("process isolation only")
 
 
+def test_a_bubblewrap_that_cannot_start_is_reported(tmp_path: Path, monkeypatch) -> None:
+    """E.g. user namespaces disabled: "bwrap" refuses in one line, "auto" falls back and says
+    why in the report."""
+    import grader.sandbox
+    from rlkit.errors import RlkitError
+
+    shutil.copy(SOLUTIONS / "log_prob.py", tmp_path / "log_prob.py")
+    monkeypatch.setattr(grader.sandbox, "_bwrap_broken", None)
+    monkeypatch.setattr(grader.sandbox, "find_bwrap", lambda: shutil.which("false"))
+    with pytest.raises(RlkitError, match="the sandbox could not start"):
+        check_workspace(tmp_path, ["log_prob"], sandbox="bwrap")
+    report = check_workspace(tmp_path, ["log_prob"], sandbox="auto")
+    assert report.passed
+    assert report.protection.startswith("process isolation only")
+    assert "bubblewrap failed here" in report.protection
+
+
 def test_grad_mode_inference_runs_a_call_without_autograd() -> None:
     import numpy as np
     import torch
