@@ -12,7 +12,7 @@ import click
 
 from rlkit import __version__, plugins
 from rlkit.errors import RlkitError, UsageError
-from rlkit.session import TrainGroup
+from rlkit.train_command import TrainGroup
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

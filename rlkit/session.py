@@ -1,21 +1,24 @@
 """The training session: ``rlkit train TASK`` for every registered task, and the whole life of a
 run, owned here once so that a plugin writes only its trainer and its settings.
 
-What the session does for every trainer: builds the command's options from the settings
-dataclass the TrainerSpec names (``rlkit.settings``) plus the shared ones (``--backend``,
-``--algo``, ``--impl``/``--path``, ``--seed``, ``--out``, ``--resume RUN``, ``--set KEY=VALUE``);
-picks the trainer; with ``--path`` runs the public checks of the exercises the trainer uses and
-names what fails (then trains anyway); creates the run directory; shows a progress bar; on
-Ctrl-C lets the step under way finish, saves, prints the command that continues and exits 130
-(a second Ctrl-C stops at once); removes a new run that failed before its first step; saves the
-model and draws the curves; ``--resume RUN`` reopens a run with its own settings (only those
-marked ``resume`` may change), records the resume in ``config.json`` and says where it resumes.
+What the session does for every trainer: ``rlkit.train_command`` builds the command's options
+from the settings dataclass the TrainerSpec names (``rlkit.settings``) plus the shared ones
+(``--backend``, ``--algo``, ``--impl``/``--path``, ``--seed``, ``--out``, ``--resume RUN``,
+``--set KEY=VALUE``); the session picks the trainer, runs the public checks of the exercises
+it uses when it trains a student's code (``rlkit.precheck``: it names what fails, then trains
+anyway), creates the run directory, shows a progress bar; on Ctrl-C it lets the step under way
+finish, saves, prints the command that continues and exits 130 (a second Ctrl-C stops at
+once); it removes a new run that failed before its first step; it saves the model and draws
+the curves; ``--resume RUN`` reopens a run with its own settings (only those marked ``resume``
+may change), records the resume in ``config.json`` and says where it resumes.
 
 A plugin registers a trainer with its settings (``my_plugin/__init__.py``; keep it light: name
 things by import path so ``rlkit --help`` never imports torch)::
 
     from rlkit import hookimpl
-    from rlkit.registry import TrainerSpec
+    from rlkit.precheck import precheck
+from rlkit.registry import TrainerSpec
+from rlkit.train_command import SHARED, names, resume_flags, settings_fields
 
     @hookimpl
     def register_trainers(register):
@@ -67,199 +70,21 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import click
 
 from rlkit import settings as st
-from rlkit.errors import RlkitError, UsageError
+from rlkit.errors import UsageError
+from rlkit.precheck import precheck
 from rlkit.registry import TrainerSpec
+from rlkit.train_command import SHARED, names, resume_flags, settings_fields
 
-__all__ = ["TrainGroup", "train_command", "Session", "trainer_of_run", "stop_on_ctrl_c"]
+__all__ = ["Session", "trainer_of_run", "spec_of_run", "stop_on_ctrl_c"]
 
-#: the options every task shares; a settings field of one of these names gets no flag
-SHARED = ("backend", "algo", "impl", "path", "seed", "out", "resume", "overrides")
 IMPLS = ("solution", "student")
-
-
-# ---------------------------------------------------------------------------- the command
-class TrainGroup(click.Group):
-    """``rlkit train``: one command per registered task, built when it is asked for (so
-    ``rlkit --help`` imports no settings module); commands a plugin adds itself come first."""
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        from rlkit.plugins import get_trainers
-
-        tasks = {spec.task for spec in get_trainers().values()}
-        return sorted(tasks | set(self.commands))
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name in self.commands:
-            return self.commands[cmd_name]
-        from rlkit.plugins import trainers_of
-
-        specs = trainers_of(cmd_name)
-        return train_command(cmd_name, specs) if specs else None
-
-
-def train_command(task: str, specs: Sequence[TrainerSpec]) -> click.Command:
-    """``rlkit train TASK``: the shared options, then every settings field that has help."""
-    backends = list(dict.fromkeys(s.backend for s in specs))
-    algos = list(dict.fromkeys(s.algorithm for s in specs))
-    params: list[click.Parameter] = [
-        click.Option(
-            ["--backend"],
-            metavar="|".join(backends),
-            help=_by_backend(specs) + f" [default: {specs[0].backend}]",
-        ),
-        click.Option(
-            ["--algo"],
-            metavar="|".join(algos),
-            help="The algorithm: "
-            + "; ".join(
-                f"{b}: {', '.join(s.algorithm for s in specs if s.backend == b)}" for b in backends
-            )
-            + f". [default: {specs[0].algorithm}, on the first backend that offers it]",
-        ),
-    ]
-    if any("impl" in st.fields_of(s.settings_class()) for s in specs):
-        params += [
-            click.Option(
-                ["--impl"],
-                metavar="solution|student",
-                help="Train with the reference solutions, or with your own exercise files "
-                "(in --path, else the current folder). [default: solution; student with --path]",
-            ),
-            click.Option(
-                ["--path"],
-                type=click.Path(path_type=Path),
-                help="Your workspace (`rlkit init DIR`): train with YOUR exercise functions "
-                "(implies --impl student); their public checks run first.",
-            ),
-        ]
-    params += [
-        click.Option(["--seed"], type=int, help="Random seed (same seed, same run)."),
-        click.Option(
-            ["--out"],
-            type=click.Path(path_type=Path),
-            help=f"Run directory to create. [default: runs/{task}-BACKEND-TIME]",
-        ),
-        click.Option(
-            ["--resume"],
-            type=click.Path(path_type=Path),
-            metavar="RUN",
-            help="Continue the run in RUN with its own settings"
-            + (f" (only {_names(_resume_flags(specs))} may change)" if _resume_flags(specs) else "")
-            + ".",
-        ),
-        click.Option(
-            ["--set", "overrides"],
-            multiple=True,
-            metavar="KEY=VALUE",
-            help="Change any setting, e.g. --set learning_rate=1e-3 (repeatable; the names "
-            "are in a run's config.json).",
-        ),
-    ]
-    params += _settings_options(specs)
-    help_text = next((s.task_help for s in specs if s.task_help), "") or (
-        f"Train {task}. Trainers: "
-        + "; ".join(f"{s.backend} {s.algorithm}: {s.description}" for s in specs)
-    )
-
-    def run(**values: Any) -> None:
-        Session(task, list(specs), values).run()
-
-    return click.Command(
-        task,
-        params=params,
-        callback=run,
-        help=help_text,
-        short_help=help_text.strip().splitlines()[0] if help_text.strip() else None,
-    )
-
-
-def _by_backend(specs: Sequence[TrainerSpec]) -> str:
-    seen: dict[str, str] = {}
-    for s in specs:
-        seen.setdefault(s.backend, s.description)
-    return " ".join(f"{b}: {d}." if d else f"{b}." for b, d in seen.items())
-
-
-def _names(flags: Sequence[str]) -> str:
-    return flags[0] if len(flags) == 1 else ", ".join(flags[:-1]) + " and " + flags[-1]
-
-
-def _settings_fields(specs: Sequence[TrainerSpec]) -> dict[str, list[tuple[TrainerSpec, Any]]]:
-    """Field name → (spec, field) for every spec whose settings have it, in order."""
-    found: dict[str, list[tuple[TrainerSpec, Any]]] = {}
-    for spec in specs:
-        for name, f in st.fields_of(spec.settings_class()).items():
-            found.setdefault(name, []).append((spec, f))
-    return found
-
-
-def _resume_flags(specs: Sequence[TrainerSpec]) -> list[str]:
-    flags = []
-    for name, owners in _settings_fields(specs).items():
-        f = owners[0][1]
-        if st.may_resume(f) and name not in SHARED:
-            flags.append(st.flags_of(f)[0] if st.has_flag(f) else f"--set {name}=...")
-    return flags
-
-
-def _settings_options(specs: Sequence[TrainerSpec]) -> list[click.Option]:
-    options = []
-    for name, owners in _settings_fields(specs).items():
-        spec, f = owners[0]
-        if not st.has_flag(f) or name in SHARED:
-            continue
-        kind = st.value_type(spec.settings_class(), name)
-        decls = list(st.flags_of(f))
-        default_text = _defaults_text(kind, owners, len(owners) < len(specs))
-        extra: dict[str, Any] = {}
-        if kind is bool:
-            decls = [f"{decls[0]}/--no-{decls[0].removeprefix('--')}", *decls[1:]]
-            extra["default"] = None
-        elif f.metadata.get("is_path"):
-            extra["type"] = click.Path()
-        else:
-            extra["type"] = kind
-        metavar = f.metadata.get("metavar") or (
-            "|".join(map(str, f.metadata["choices"])) if "choices" in f.metadata else None
-        )
-        options.append(
-            click.Option(
-                [*decls, name],
-                metavar=metavar,
-                help=f"{f.metadata['help']} {default_text}",
-                **extra,
-            )
-        )
-    return options
-
-
-def _defaults_text(kind: type, owners: Sequence[tuple[TrainerSpec, Any]], partial: bool) -> str:
-    """``[default: 80000 (sb3), 60000 (native ppo)]``: each trainer's own default."""
-    by_value: dict[str, list[TrainerSpec]] = {}
-    for spec, f in owners:
-        by_value.setdefault(str(st.default_of(f)), []).append(spec)
-    if set(by_value) == {"None"}:  # "not set": the help says what that means
-        return ""
-    if len(by_value) == 1 and not partial:
-        return f"[default: {next(iter(by_value))}]"
-    parts = []
-    for value, group in by_value.items():
-        labels: list[str] = []
-        for backend in dict.fromkeys(s.backend for s in group):
-            mine = [s for s in group if s.backend == backend]
-            every = [o for o, _ in owners if o.backend == backend]
-            labels += (
-                [backend] if len(mine) == len(every) else [f"{backend} {s.algorithm}" for s in mine]
-            )
-        parts.append(f"{value} ({', '.join(labels)})")
-    return "[default: " + ", ".join(parts) + "]"
 
 
 # ---------------------------------------------------------------------------- the session
@@ -272,7 +97,7 @@ class Session:
         #: options the user gave (None and an empty --set mean "not given")
         self.given = {k for k, v in values.items() if v is not None and v != ()}
         self.main_process = os.environ.get("RANK", "0") == "0"  # accelerate launch, torchrun
-        self.fields = _settings_fields(specs)
+        self.fields = settings_fields(specs)
 
     def flag(self, name: str) -> str:
         if name == "overrides":
@@ -417,10 +242,10 @@ class Session:
             f"--set {k}" for k in set_keys if k not in resumable
         ]
         if extra:
-            may = _resume_flags(self.specs)
+            may = resume_flags(self.specs)
             raise UsageError(
                 f"--resume continues a run with its own settings; drop {', '.join(extra)}"
-                + (f" (only {_names(may)} may change)" if may else "")
+                + (f" (only {names(may)} may change)" if may else "")
             )
         run = Run.open(path)
         spec = spec_of_run(run, self.task)
@@ -434,7 +259,7 @@ class Session:
         if progress.done >= progress.total:
             budget = [n for n, f in known.items() if f.metadata.get("budget")]
             flags = [st.flags_of(known[n])[0] for n in budget] or ["--set ..."]
-            more = f" (or more {_names(flags[1:])})" if len(flags) > 1 else ""
+            more = f" (or more {names(flags[1:])})" if len(flags) > 1 else ""
             raise UsageError(
                 f"{path} has trained all {progress.done} of its {progress.unit}s; pass "
                 f"{flags[0]} N with N > {progress.done}{more} to train further"
@@ -573,56 +398,3 @@ def remove_new_run(path: Path) -> None:
     shutil.rmtree(path / MODEL, ignore_errors=True)
     with contextlib.suppress(OSError):
         path.rmdir()  # only if empty
-
-
-#: public checks that may fail before the list is cut short
-SHOWN_FAILURES = 6
-
-
-def precheck(exercises: Sequence[str], workspace: Path) -> None:
-    """Run the public checks of ``exercises`` on the student's files and say in a few lines
-    what fails (a student can still watch what a failing function does to training)."""
-    names = ", ".join(f"{e}.py" for e in exercises)
-    if not any((workspace / f"{e}.py").is_file() for e in exercises):
-        return  # not a workspace at all: training says so, naming the fix
-    start = time.perf_counter()
-    try:
-        from grader.api import check_workspace
-
-        report = check_workspace(workspace, exercises)
-    except RlkitError as exc:
-        click.echo(f"Could not check your {names} first ({exc.message}); training anyway.")
-        return
-    except Exception as exc:  # noqa: BLE001 - a broken check must not stop the training
-        click.echo(f"Could not check your {names} first ({type(exc).__name__}: {exc}).")
-        return
-    checks = sum(len(e.checks) for e in report.exercises)
-    if report.passed:
-        click.echo(
-            f"Your {names}: all {checks} public checks pass ({time.perf_counter() - start:.1f} s)."
-        )
-        return
-    lines = []
-    for exercise in report.exercises:
-        if exercise.problem:
-            lines.append(f"your {exercise.name}.py: {exercise.problem}")
-            continue
-        stubs = set()
-        for check in exercise.checks:
-            if check.passed:
-                continue
-            what = f"{exercise.name}.{check.function}" if check.function else exercise.name
-            if "not implemented yet" in check.message:
-                if what not in stubs:
-                    stubs.add(what)
-                    lines.append(f"your {what} is not implemented yet")
-                continue
-            first = check.message.strip().splitlines()[0] if check.message.strip() else ""
-            lines.append(f"your {what} fails check {check.name}" + (f": {first}" if first else ""))
-    failed = sum(not c.passed for e in report.exercises for c in e.checks)
-    click.echo(f"Public checks of your {names}: {failed} of {checks} fail.")
-    for line in lines[:SHOWN_FAILURES]:
-        click.echo(f"  {line}")
-    if len(lines) > SHOWN_FAILURES:
-        click.echo(f"  ... and {len(lines) - SHOWN_FAILURES} more")
-    click.echo(f"Training with them anyway; `rlkit check --path {workspace}` explains each.")
