@@ -207,7 +207,8 @@ class Session:
         if "algo" in known:
             values["algo"] = spec.algorithm
         settings = st.build(cls, values)
-        if getattr(settings, "impl", None) == "student" and spec.exercises:
+        student = getattr(settings, "impl", None) == "student"
+        if student and spec.exercises and self.main_process:
             precheck(spec.exercises, Path(settings.path or "."))
         trainer = spec.load()(settings)  # a bad model, data or workspace fails here
         if not self.main_process:

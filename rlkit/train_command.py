@@ -49,11 +49,16 @@ def train_command(task: str, specs: Sequence[TrainerSpec]) -> click.Command:
         click.Option(
             ["--algo"],
             metavar="|".join(algos),
-            help="The algorithm: "
-            + "; ".join(
-                f"{b}: {', '.join(s.algorithm for s in specs if s.backend == b)}" for b in backends
-            )
-            + f". [default: {specs[0].algorithm}, on the first backend that offers it]",
+            help=(
+                f"The algorithm ({algos[0]}, the only one)."
+                if len(algos) == 1
+                else "The algorithm: "
+                + "; ".join(
+                    f"{b}: {', '.join(s.algorithm for s in specs if s.backend == b)}"
+                    for b in backends
+                )
+                + f". [default: {specs[0].algorithm}, on the first backend that offers it]"
+            ),
         ),
     ]
     if any("impl" in st.fields_of(s.settings_class()) for s in specs):
@@ -151,7 +156,7 @@ def _settings_options(specs: Sequence[TrainerSpec]) -> list[click.Option]:
             continue
         kind = st.value_type(spec.settings_class(), name)
         decls = list(st.flags_of(f))
-        default_text = _defaults_text(kind, owners, len(owners) < len(specs))
+        default_text = _defaults_text(owners, specs)
         extra: dict[str, Any] = {}
         if kind is bool:
             decls = [f"{decls[0]}/--no-{decls[0].removeprefix('--')}", *decls[1:]]
@@ -174,8 +179,10 @@ def _settings_options(specs: Sequence[TrainerSpec]) -> list[click.Option]:
     return options
 
 
-def _defaults_text(kind: type, owners: Sequence[tuple[TrainerSpec, Any]], partial: bool) -> str:
-    """``[default: 80000 (sb3), 60000 (native ppo)]``: each trainer's own default."""
+def _defaults_text(owners: Sequence[tuple[TrainerSpec, Any]], specs: Sequence[TrainerSpec]) -> str:
+    """``[default: 80000 (sb3), 60000 (native ppo)]``: each trainer's own default, naming
+    which trainers have the setting when not all of them do."""
+    partial = len(owners) < len(specs)
     by_value: dict[str, list[TrainerSpec]] = {}
     for spec, f in owners:
         by_value.setdefault(str(st.default_of(f)), []).append(spec)
@@ -188,7 +195,7 @@ def _defaults_text(kind: type, owners: Sequence[tuple[TrainerSpec, Any]], partia
         labels: list[str] = []
         for backend in dict.fromkeys(s.backend for s in group):
             mine = [s for s in group if s.backend == backend]
-            every = [o for o, _ in owners if o.backend == backend]
+            every = [s for s in specs if s.backend == backend]
             labels += (
                 [backend] if len(mine) == len(every) else [f"{backend} {s.algorithm}" for s in mine]
             )
