@@ -30,9 +30,12 @@ def register_envs(register: Callable[[EnvSpec], None]) -> None:
 
 @hookspec
 def register_trainers(register: Callable[[TrainerSpec], None]) -> None:
-    """Register trainers: ``register(TrainerSpec(task=..., backend=..., factory=...))``."""
+    """Register trainers: ``register(TrainerSpec(task, backend, factory, algorithms=(...),
+    settings="pkg.settings:MySettings", exercises=(...)))``. ``rlkit train TASK`` is built from
+    them (see ``rlkit.session``); a trainer for an existing task adds an algorithm to it."""
 
 
 @hookspec
 def register_commands(cli: click.Group, train: click.Group) -> None:
-    """Add click commands: to ``cli`` (``rlkit X``) or to ``train`` (``rlkit train X``)."""
+    """Add click commands: to ``cli`` (``rlkit X``) or to ``train`` (``rlkit train X``; a
+    registered trainer needs none: its task's command is generated)."""
