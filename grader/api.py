@@ -207,7 +207,10 @@ def _grade_workspace(box: Any, folder: Path, selected: Sequence[Any], visibility
         unique, where = _unique([c for check in checks for c in check.calls])
         problem = None
         if not (file.exists() or file.is_symlink()):
-            problem = f"{file} not found: create it with `rlkit init DIR` (or pass --path)"
+            problem = (
+                f"{file} not found: `rlkit init {folder}` adds its stub and keeps your "
+                "other files (or pass --path to your workspace)"
+            )
         else:
             try:
                 files[file.name] = read_source(file)

@@ -32,9 +32,24 @@ Check your answers as often as you like, from this folder:
 Each failing check shows a small counterexample (inputs, expected, got) and, when your answer
 looks like a classic mistake, names it. {bundle_note}
 
-When the checks pass, train with your own code: `rlkit train --help` lists the tasks, and
-`--impl student --path .` makes them use these files.
+When the checks pass, train with your own code (from this folder):
+
+{train}
+
+`rlkit train --help` lists every task, and `rlkit init .` adds the stub of an exercise you do
+not have yet (it never touches your files).
 """
+
+#: (exercises the command needs, the command as the main README writes it, what it shows)
+TRAIN_COMMANDS = (
+    (("log_prob", "ppo"), "rlkit train cartpole --algo ppo --path .", "your PPO balances the pole"),
+    (
+        ("log_prob", "reinforce"),
+        "rlkit train cartpole --algo reinforce --path .",
+        "your REINFORCE does too",
+    ),
+    (("dpo",), "rlkit train dpo --backend native --path .", "your DPO loss aligns a small LM"),
+)
 
 BUNDLE_NOTE = (
     "The checks come from `checks/` in this folder: leave it as it is. Your "
@@ -55,37 +70,43 @@ def _readme(exercises: list[Any], bundle: bool) -> str:
         f"{i}. `{e.name}.py` — {e.title or e.name}: {', '.join(e.functions)}"
         for i, e in enumerate(exercises, 1)
     ]
+    names = {e.name for e in exercises}
+    commands = [(c, why) for needs, c, why in TRAIN_COMMANDS if set(needs) <= names]
+    width = max((len(c) for c, _ in commands), default=0)
+    train = "\n".join(f"    {c.ljust(width)}   # {why}" for c, why in commands)
     return README.format(
         exercises="\n".join(lines),
         first=exercises[0].name if exercises else "",
         bundle_note=BUNDLE_NOTE if bundle else "",
+        train=train or "    rlkit train --help",
     )
 
 
-def init_workspace(directory: Path, force: bool = False) -> list[Path]:
-    """Write the stubs and a README into ``directory``; never overwrite a student's work unless
-    ``force``."""
+def init_workspace(directory: Path, force: bool = False) -> tuple[list[Path], list[Path]]:
+    """Write the stubs that ``directory`` lacks, and the README; a file that exists is kept
+    (it may hold a student's answers) unless ``force``. Returns (written, kept)."""
     from rlkit.errors import UsageError
 
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"{directory} exists and is not a folder; pick another name")
     exercises = select_exercises()
-    targets = [directory / f"{e.name}.py" for e in exercises]
-    existing = [t.name for t in targets if t.exists()]
-    if existing and not force:
-        raise UsageError(
-            f"{directory} already has {', '.join(existing)}; pass --force to "
-            "overwrite them (your answers would be lost)"
-        )
     directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    for exercise, target in zip(exercises, targets):
+    written, kept = [], []
+    for exercise in exercises:
+        target = directory / f"{exercise.name}.py"
+        if target.exists() and not force:
+            kept.append(target)
+            continue
         target.write_text(_stub_file(exercise).read_text())
         written.append(target)
     readme = directory / "README.md"
-    readme.write_text(_readme(exercises, bundle=False))
-    return [*written, readme]
+    if force or not readme.exists() or readme.read_text().startswith(README[:24]):
+        readme.write_text(_readme(exercises, bundle=False))  # ours: keep it current
+        written.append(readme)
+    else:
+        kept.append(readme)
+    return written, kept
 
 
 def release_bundle(directory: Path, force: bool = False) -> list[Path]:
@@ -97,7 +118,7 @@ def release_bundle(directory: Path, force: bool = False) -> list[Path]:
     if directory.exists() and any(directory.iterdir()) and not force:
         raise UsageError(f"{directory} is not empty; pick a new folder or pass --force")
     exercises = select_exercises()
-    written = init_workspace(directory, force=True)
+    written, _ = init_workspace(directory, force=True)
     (directory / "README.md").write_text(_readme(exercises, bundle=True))
     checks_dir = directory / BUNDLE_DIR
     names = []

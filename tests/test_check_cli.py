@@ -4,6 +4,7 @@ instructor use them."""
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import os
 import pty
@@ -17,10 +18,26 @@ from click.testing import CliRunner
 
 from grader import store
 from rlkit.cli import cli
+from rlkit.plugins import get_exercises
 
 ROOT = Path(__file__).resolve().parent.parent
 RLKIT = str(Path(sys.executable).parent / "rlkit")
-COURSE = ("log_prob", "reinforce", "ppo", "dpo")
+#: every registered exercise (the course's and any installed plugin's), in course order
+COURSE = tuple(name for name, ex in get_exercises().items() if ex.solution is not None)
+
+
+def _module_file(module: str) -> Path:
+    spec = importlib.util.find_spec(module)
+    assert spec is not None and spec.origin is not None, module
+    return Path(spec.origin)
+
+
+def _solution(name: str) -> Path:
+    return _module_file(get_exercises()[name].solution)
+
+
+def _stub(name: str) -> Path:
+    return _module_file(get_exercises()[name].stub)
 
 
 def _run(*args: str) -> tuple[int, str]:
@@ -32,7 +49,7 @@ def _run(*args: str) -> tuple[int, str]:
 def solved(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ws = tmp_path_factory.mktemp("solved")
     for name in COURSE:
-        shutil.copy(ROOT / "solutions" / f"{name}.py", ws / f"{name}.py")
+        shutil.copy(_solution(name), ws / f"{name}.py")
     return ws
 
 
@@ -42,7 +59,7 @@ def test_check_on_fresh_stubs_reports_every_exercise_unimplemented(tmp_path: Pat
     code, out = _run("check", "--path", str(tmp_path / "ws"), "--json")
     assert code == 1
     data = json.loads(out)
-    assert set(data) == {"exercises", "score", "max_score"}
+    assert {"exercises", "score", "max_score"} <= set(data)
     assert [e["name"] for e in data["exercises"]] == list(COURSE)
     assert data["score"] == 0 and data["max_score"] > 0
     for exercise in data["exercises"]:
@@ -62,8 +79,9 @@ def test_check_on_the_solutions_gives_full_marks_in_plain_text(solved: Path) -> 
     assert lines[0].startswith("log_prob: ") and "all checks pass" in lines[0]
     assert "  PASS log_prob.values 2/2" in lines
     assert not any("FAIL" in line for line in lines)
-    total = lines[-1].split()[-1].split("/")
-    assert lines[-1].startswith("Total: ") and total[0] == total[1]
+    total_line = next(line for line in lines if line.startswith("Total: "))
+    total = total_line.split()[-1].split("/")
+    assert total[0] == total[1], total_line
     assert "\x1b[" not in proc.stdout  # no colour codes when not a terminal
 
 
@@ -139,22 +157,60 @@ def test_init_writes_stubs_and_readme_and_never_overwrites_work(tmp_path: Path) 
     ws = tmp_path / "ws"
     assert _run("init", str(ws))[0] == 0
     for name in COURSE:
-        assert (ws / f"{name}.py").read_text() == (ROOT / "exercises" / f"{name}.py").read_text()
+        assert (ws / f"{name}.py").read_text() == _stub(name).read_text()
     readme = (ws / "README.md").read_text()
     assert "rlkit check" in readme and "log_prob.py" in readme
     (ws / "ppo.py").write_text("# my answers\n")
-    code, out = _run("init", str(ws))
-    assert code == 2 and "--force" in out
+    (ws / "dpo.py").unlink()
+    code, out = _run("init", str(ws))  # adds what is missing, keeps the answers
+    assert code == 0 and "Kept your" in out and "ppo.py" in out and "--force" in out
     assert (ws / "ppo.py").read_text() == "# my answers\n"
+    assert "YOUR CODE HERE" in (ws / "dpo.py").read_text()
     assert _run("init", str(ws), "--force")[0] == 0
     assert "YOUR CODE HERE" in (ws / "ppo.py").read_text()
+
+
+def test_a_missing_file_names_the_command_that_adds_it_and_that_command_works(
+    tmp_path: Path,
+) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    shutil.copy(ROOT / "solutions" / "log_prob.py", ws / "log_prob.py")
+    code, out = _run("check", "log_prob", "ppo", "--path", str(ws))
+    assert code == 1 and f"`rlkit init {ws}` adds its stub" in out, out
+    assert _run("init", str(ws))[0] == 0  # what the message says to run
+    assert (ws / "log_prob.py").read_text() == (ROOT / "solutions" / "log_prob.py").read_text()
+    assert (ws / "ppo.py").is_file()
+
+
+def _train_lines(text: str) -> list[str]:
+    return [
+        " ".join(line.split("#")[0].split())
+        for line in text.splitlines()
+        if line.strip().startswith("rlkit train") and "--path" in line
+    ]
+
+
+def test_the_workspace_readme_trains_with_the_main_readmes_commands(tmp_path: Path) -> None:
+    assert _run("init", str(tmp_path / "ws"))[0] == 0
+    workspace = _train_lines((tmp_path / "ws" / "README.md").read_text())
+    main = [
+        c.replace("--path my-work", "--path .")
+        for c in _train_lines((ROOT / "README.md").read_text())
+    ]
+    assert workspace and set(workspace) <= set(main), (workspace, main)
+    for command in workspace:  # and each names options the command has
+        words = command.split()
+        code, out = _run(*words[1:3], "--help")
+        assert code == 0, out
+        assert all(w in out for w in words if w.startswith("--")), (command, out)
 
 
 def _solution_lines() -> set[str]:
     """Every non-trivial line of code in the reference solutions' function bodies."""
     lines = set()
     for name in COURSE:
-        source = (ROOT / "solutions" / f"{name}.py").read_text()
+        source = _solution(name).read_text()
         for node in ast.parse(source).body:
             if isinstance(node, ast.FunctionDef):
                 body = node.body[1:] if ast.get_docstring(node) else node.body
@@ -180,9 +236,7 @@ def test_release_holds_stubs_public_checks_and_no_solution_code(bundle: Path) ->
     expected |= {f"checks/{n}{s}" for n in COURSE for s in (store.SUFFIX_JSON, store.SUFFIX_NPZ)}
     assert set(files) == expected
     for name in COURSE:
-        assert (bundle / f"{name}.py").read_text() == (
-            ROOT / "exercises" / f"{name}.py"
-        ).read_text()
+        assert (bundle / f"{name}.py").read_text() == _stub(name).read_text()
     text = "\n".join(
         (bundle / f).read_text(errors="replace") for f in files if not f.endswith(".npz")
     )
@@ -191,7 +245,7 @@ def test_release_holds_stubs_public_checks_and_no_solution_code(bundle: Path) ->
     for name in COURSE:
         doc, _ = store.read_raw(bundle / "checks" / name)
         assert doc["checks"] and {c["visibility"] for c in doc["checks"]} == {"public"}
-        full, _ = store.read_raw(store.package_vectors_stem(f"grader.checks.{name}"))
+        full, _ = store.read_raw(store.package_vectors_stem(get_exercises()[name].checks))
         hidden = [c["name"] for c in full["checks"] if c["visibility"] == "hidden"]
         assert hidden and not any(h in text for h in hidden)
 
@@ -219,7 +273,7 @@ def test_a_released_bundle_self_checks_without_solutions_or_package_vectors(
     assert stubs.returncode == 1, stubs.stderr
     assert json.loads(stubs.stdout)["score"] == 0
     for name in COURSE:
-        shutil.copy(ROOT / "solutions" / f"{name}.py", student / f"{name}.py")
+        shutil.copy(_solution(name), student / f"{name}.py")
     solved = subprocess.run(run, capture_output=True, text=True, timeout=120)
     assert solved.returncode == 0, solved.stdout[-2000:] + solved.stderr
     data = json.loads(solved.stdout)

@@ -55,11 +55,17 @@ def check_command(exercises: tuple[str, ...], path: Path, as_json: bool, hidden:
 @click.argument("directory", type=click.Path(path_type=Path))
 @click.option("--force", is_flag=True, help="Overwrite exercise files that already exist.")
 def init_command(directory: Path, force: bool) -> None:
-    """Create a workspace: the exercise stubs and a README of what to do next."""
+    """Create a workspace: the exercise stubs and a README of what to do next. In a folder that
+    already has some, add the missing stubs and keep your files (unless --force)."""
     from grader.workspace import init_workspace
 
-    written = init_workspace(directory, force=force)
-    click.echo(f"Created {directory} with {', '.join(p.name for p in written)}.")
+    written, kept = init_workspace(directory, force=force)
+    names = ", ".join(p.name for p in written) or "nothing new"
+    click.echo(f"Wrote {names} in {directory}.")
+    if kept:
+        click.echo(
+            f"Kept your {', '.join(p.name for p in kept)} (`--force` overwrites them with stubs)."
+        )
     click.echo(f"Next: open {directory}/log_prob.py, then `rlkit check --path {directory}`.")
 
 
