@@ -133,9 +133,9 @@ class Report:
                 if message:
                     line += f"  {message}"
                 out.write(line + "\n")
-        out.write(f"Total: {self.score}/{self.max_score}\n")
         if self.protection:
             out.write(f"Protection: {self.protection}\n")
+        out.write(f"Total: {self.score}/{self.max_score}\n")
 
     def write_rich(self, console: Any) -> None:
         from rich.table import Table
