@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from rlkit import __version__, plugins
+from rlkit import __version__, plugins, scaffold
 from rlkit.errors import RlkitError, UsageError
 from rlkit.train_command import TrainGroup
 
@@ -203,6 +203,7 @@ def eval_command(run: Path, episodes: int | None, video: Path | None) -> None:
         raise RlkitError(f"the {opened.task} trainer wrote no video to {video}")
 
 
+cli.add_command(scaffold.plugin_command)  # `rlkit plugin new`: course authors start a plugin
 _commands_by_plugin = plugins.register_commands(cli, train)
 
 
