@@ -185,9 +185,13 @@ def _workspace_problem(folder: Path, selected: Sequence[Any]) -> str | None:
     return None
 
 
-def _grade_workspace(box: Any, folder: Path, selected: Sequence[Any], visibility: str) -> Report:
+def _grade_workspace(
+    box: Any, folder: Path, selected: Sequence[Any], visibility: str, own_checks: bool = True
+) -> Report:
     """One student's workspace in a running sandbox: the files are read here (never followed
-    through links) and their sources sent to the sandbox; verdicts are computed here."""
+    through links) and their sources sent to the sandbox; verdicts are computed here.
+    ``own_checks``: a student bundle's ``checks/`` may supply the vectors (self-checks); never
+    when grading, where a submission could ship its own expected values."""
     from grader.sandbox import Job, read_source, submission_files
     from rlkit.errors import RlkitError
 
@@ -198,7 +202,8 @@ def _grade_workspace(box: Any, folder: Path, selected: Sequence[Any], visibility
     files = submission_files(folder)
     for ex in selected:
         try:
-            vectors = load_vectors(ex, folder, hidden=visibility == HIDDEN)
+            bundle = folder if own_checks else None
+            vectors = load_vectors(ex, bundle, hidden=visibility == HIDDEN)
         except RlkitError as exc:  # one broken exercise must not stop the others
             report.exercises.append(ExerciseReport(ex.name, problem=exc.message))
             continue
@@ -313,7 +318,8 @@ def check_workspaces(
                 if box is None or box.broken:
                     box = new_box()
                     box.ready()
-                done.put((i, _grade_workspace(box, folder, selected, visibility)))
+                report = _grade_workspace(box, folder, selected, visibility, own_checks=False)
+                done.put((i, report))
             except SandboxFailed as exc:
                 done.put((i, _unreadable(names, visibility, str(exc))))
             except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
