@@ -227,8 +227,11 @@ def _facts():
         usr_writable = 1
     except OSError:
         usr_writable = 0
+    import resource
+    hard = [resource.getrlimit(getattr(resource, n))[1]
+            for n in ("RLIMIT_NPROC", "RLIMIT_CPU", "RLIMIT_AS", "RLIMIT_FSIZE", "RLIMIT_CORE")]
     return [os.getuid(), int(caps, 16), len(pids), seen, tmp_ok, usr_writable,
-            int("HOME" in os.environ)]
+            int("HOME" in os.environ), *hard]
 
 def log_prob(logits, actions):
     return torch.tensor(_facts(), dtype=torch.float64)
@@ -271,7 +274,11 @@ def test_what_the_bubblewrap_sandbox_puts_in_force(tmp_path: Path) -> None:
         protection = box.protection
     outcome = result["log_prob"].outcomes[0]
     assert outcome is not None and outcome.ok, result
-    uid, caps, pids, seen, tmp_ok, usr_writable, home = outcome.outputs[0].array.tolist()
+    facts = outcome.outputs[0].array.tolist()
+    uid, caps, pids, seen, tmp_ok, usr_writable, home = facts[:7]
+    nproc, cpu, address_space, file_size, core = facts[7:]
+    assert nproc == 64 and cpu == 31 and file_size == 64 * 2**20 and core == 0
+    assert 0 < address_space < 64 * 2**30, "memory is capped (hard limits: not liftable)"
     assert uid == 65534 and caps == 0
     assert pids <= 2, "a worker sees only its own processes"
     assert seen == 0, "the repository, $HOME, /root and the workspace are not visible"
