@@ -173,3 +173,25 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     assert again.returncode == 1 and "--force" in again.stderr
     forced = rlkit_cmd("nbgrader", "build", str(tmp_path / "c"), "log_prob", "--force")
     assert forced.returncode == 0 and "Kept" in forced.stdout
+
+
+def test_a_stop_never_lands_inside_an_import(tmp_path: Path) -> None:
+    """The first check in a fresh kernel imports torch; a time limit that fires during that
+    import would leave torch half-initialized (the next import segfaults the kernel)."""
+    import subprocess
+
+    script = (
+        "from grader.notebooks.feedback import check\n"
+        "def gae(*a, **k):\n"
+        "    while True:\n"
+        "        pass\n"
+        "check('ppo', 'gae', {'gae': gae}, time_limit=0.05)\n"
+        "import solutions.ppo\n"
+        "print('points', int(check('ppo', 'gae', vars(solutions.ppo))))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "took longer than 0.05 s" in run.stdout
+    assert re.search(r"points [1-9]", run.stdout), run.stdout
