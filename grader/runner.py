@@ -637,9 +637,8 @@ def serve(nested: bool, spawn: bool) -> None:
     if not spawn:
         import gc
 
-        import torch  # noqa: F401 - imported once here, shared by every forked worker
-
         import executor  # noqa: F401 - so workers fork with it loaded
+        import torch  # noqa: F401 - imported once here, shared by every forked worker
 
         # Workers never collect the runner's objects: without this, a worker's first full
         # collection walks (and so copies, page by page) everything torch allocated.
