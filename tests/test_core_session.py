@@ -94,6 +94,25 @@ class StopAt(ToyTrainer):
         return super().train([*callbacks, Ask()])
 
 
+class CtrlCTwice(ToyTrainer):
+    """A real Ctrl-C pressed twice during step 2: the second one stops at once."""
+
+    def train(self, callbacks=()):
+        class Twice:
+            def on_train_start(self, trainer):
+                pass
+
+            def on_metrics(self, trainer, step, metrics):
+                if step == 2:
+                    os.kill(os.getpid(), signal.SIGINT)
+                    os.kill(os.getpid(), signal.SIGINT)
+
+            def on_train_end(self, trainer):
+                pass
+
+        return super().train([Twice(), *callbacks])
+
+
 @pytest.fixture
 def toy():
     """A plugin registering the toy task, for the length of one test."""
@@ -101,7 +120,11 @@ def toy():
 
     @hookimpl
     def register_trainers(register):
-        for backend, factory in (("native", "ToyTrainer"), ("other", "StopAt")):
+        for backend, factory in (
+            ("native", "ToyTrainer"),
+            ("other", "StopAt"),
+            ("twice", "CtrlCTwice"),
+        ):
             register(
                 TrainerSpec(
                     "toy",
@@ -129,7 +152,7 @@ def test_options_come_from_the_settings_dataclass(toy) -> None:
     assert result.exit_code == 0
     for text in ("--steps INTEGER", "Steps in total. [default: 5]", "-r, --rate FLOAT"):
         assert text in result.output, result.output
-    for text in ("--mode fast|slow", "--backend native|other", "--resume RUN", "--set KEY=VALUE"):
+    for text in ("--mode fast|slow", "--backend native|other|twice", "--resume RUN"):
         assert text in result.output
     assert "--quiet" not in result.output  # no help, no flag
     assert "--path" not in result.output  # ToySettings has no impl: not a student trainer
@@ -163,7 +186,7 @@ def test_settings_given_land_in_config_json(toy, tmp_path: Path) -> None:
         (["--mode", "sideways"], "--mode must be one of fast, slow, not 'sideways'"),
         (["--set", "quiet=maybe"], "--set quiet: 'maybe' is not a valid bool"),
         (["--set", "speed=1"], "expected KEY=VALUE with KEY one of: steps, rate, mode"),
-        (["--backend", "gpu"], "unknown backend 'gpu'; use one of: native, other"),
+        (["--backend", "gpu"], "unknown backend 'gpu'; use one of: native, other, twice"),
         (["--algo", "ppo"], "unknown algorithm 'ppo' for toy; use one of: count"),
     ],
 )
@@ -202,6 +225,16 @@ def test_stop_request_saves_exits_130_and_resume_continues(toy, tmp_path: Path) 
     config = json.loads((out / "config.json").read_text())
     assert [(r["from"], r["to"]) for r in config["resumed"]] == [(2, 4)]
     assert config["settings"]["steps"] == 4
+
+
+def test_a_second_ctrl_c_stops_at_once_and_saves(toy, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = invoke("train", "toy", "--backend", "twice", "--steps", "9", "--out", str(out))
+    assert result.exit_code == 130
+    assert "stopping after the current step (press it again to stop at once)" in result.output
+    assert "Stopped at once at 2 steps; the run so far is saved. Continue with: " in (result.output)
+    assert [row["step"] for row in read_metrics(out / "metrics.csv")] == [1.0]
+    assert json.loads((out / "model" / "count.json").read_text()) == 2
 
 
 def test_a_run_that_fails_before_its_first_step_leaves_nothing(toy, tmp_path: Path) -> None:
