@@ -370,3 +370,29 @@ def test_time_limits_are_enforced_from_outside(graded) -> None:
     assert any("MB" in c.message for c in big.checks if c.function == "gae"), [
         c.message for c in big.checks if c.function == "gae"
     ]
+
+
+def test_a_frame_that_announces_gigabytes_is_refused_before_reading_it() -> None:
+    """The pipe-era zip bomb: a record claiming 2 GB of arrays (or 2 GB of JSON) fails at its
+    8-byte prefix; nothing is allocated for it."""
+    from grader import protocol
+
+    for n_header, n_body in ((10, 2 << 30), (2 << 30, 0)):
+        r, w = os.pipe()
+        try:
+            os.write(w, protocol.PREFIX.pack(protocol.MAGIC, n_header, n_body) + b"{}")
+            reader = protocol.Reader(r)
+            with pytest.raises(protocol.ProtocolError, match="over the size cap"):
+                reader.read(time.monotonic() + 5)
+            assert len(reader.buffer) < 100
+        finally:
+            os.close(r)
+            os.close(w)
+    r, w = os.pipe()
+    try:
+        reader = protocol.Reader(r)
+        with pytest.raises(TimeoutError):  # a silent writer never blocks the reader forever
+            reader.read(time.monotonic() + 0.2)
+    finally:
+        os.close(r)
+        os.close(w)
