@@ -5,9 +5,11 @@ docstrings, check kinds, vector staleness, and that every classic mistake is cau
 
 from __future__ import annotations
 
+import csv
 import importlib
 import inspect
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -136,3 +138,18 @@ def test_one_pip_command_installs_the_plugin_with_its_vectors(tmp_path: Path) ->
         assert (package / name).is_file(), name
     entry_points = next(target.glob("rlkit_dqn-*.dist-info")) / "entry_points.txt"
     assert "dqn = rlkit_dqn" in entry_points.read_text()
+
+
+def test_instructors_grade_the_exercise_with_no_change_to_rlkit(tmp_path: Path) -> None:
+    """`rlkit grade` picks the plugin's exercise up: full marks for the reference, none for
+    the stub (hidden checks included)."""
+    subs = tmp_path / "subs"
+    for student, source in (("alice", "solutions"), ("bob", "exercises")):
+        (subs / student).mkdir(parents=True)
+        shutil.copy(PLUGIN / "rlkit_dqn" / source / "dqn.py", subs / student / "dqn.py")
+    grades = tmp_path / "grades.csv"
+    result = rlkit("grade", str(subs), "dqn", "--out", str(grades))
+    assert result.returncode == 0, result.stderr
+    rows = {r["student"]: r for r in csv.DictReader(grades.open())}
+    assert rows["alice"]["dqn"] == rows["alice"]["max_score"] == "33"
+    assert rows["bob"]["dqn"] == "0"

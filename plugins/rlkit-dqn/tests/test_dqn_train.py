@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from rlkit.interfaces import Callback
 from rlkit.runs import read_metrics
 
 RLKIT = Path(sys.executable).with_name("rlkit")
+PLUGIN = Path(__file__).resolve().parents[1]
 CURVES = {"episode_reward", "epsilon", "loss", "q_mean"}
 
 
@@ -105,7 +107,8 @@ def test_train_resume_and_eval_through_the_cli(tmp_path: Path) -> None:
 
 def test_a_stub_workspace_stops_before_training_and_leaves_no_run(tmp_path: Path) -> None:
     work, run = tmp_path / "ws", tmp_path / "run"
-    assert rlkit("init", str(work)).returncode == 0
+    work.mkdir()
+    shutil.copy(PLUGIN / "rlkit_dqn" / "exercises" / "dqn.py", work / "dqn.py")  # the stub
     result = rlkit(
         "train", "cartpole", "--algo", "dqn", "--path", str(work), "--out", str(run),
         "--timesteps", "2000",
