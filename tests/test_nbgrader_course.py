@@ -31,9 +31,11 @@ ENTROPY_MEAN = """
     logp = torch.log_softmax(logits, -1)
     return -(logp.exp() * logp).mean(-1)
 """
-ZEROS = """
-    return torch.zeros(logits.shape, dtype=logits.dtype)
+LOOPS = """
+    while True:  # an infinite loop inside the function: its test cells stop it
+        pass
 """
+CHECK_SECONDS = 3  # RLKIT_NOTEBOOK_TIME_LIMIT in the kernels nbgrader starts
 RAISES = """
     raise ValueError("I am not sure about this one")
 """
@@ -41,7 +43,11 @@ RAISES = """
 
 def tool(cwd: Path, name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """A console script of this venv (nbgrader needs its `alembic` on PATH)."""
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "RLKIT_NOTEBOOK_TIME_LIMIT": str(CHECK_SECONDS),
+    }
     result = subprocess.run(
         [str(BIN / name), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
     )
@@ -76,11 +82,12 @@ def module_of(nb: dict) -> str:
     return "\n\n".join(parts)
 
 
-def grader_score(exercise: str, nb: dict) -> int:
-    """What rlkit's grader (in-process, public + hidden) gives the notebook's code."""
+def grader_score(exercise: str, nb: dict, functions: list[str] | None = None) -> int:
+    """What rlkit's grader (in-process, public + hidden) gives the notebook's code (only the
+    ``functions`` named: the others score 0)."""
     namespace: dict = {}
     exec(compile(module_of(nb), f"<{exercise}>", "exec"), namespace)  # noqa: S102 - our own code
-    return check_module(exercise, namespace, HIDDEN).score
+    return check_module(exercise, namespace, HIDDEN, functions).score
 
 
 @dataclass
@@ -117,12 +124,12 @@ def graded(tmp_path_factory: pytest.TempPathFactory) -> Class:
     ref = reference["log_prob"]
 
     # partly correct: log_prob raises, entropy averages instead of summing (a classic mistake,
-    # partial credit inside its test cell), grad_log_prob is wrong (zeros)
+    # partial credit inside its test cell), grad_log_prob never returns
     mixed = copy.deepcopy(ref)
     for gid, body in (
         ("log_prob-answer", RAISES),
         ("entropy-answer", ENTROPY_MEAN),
-        ("grad_log_prob-answer", ZEROS),
+        ("grad_log_prob-answer", LOOPS),
     ):
         cell = cells_by_id(mixed)[gid]
         cell["source"] = with_body(source_of(cell), body)
@@ -151,7 +158,7 @@ def graded(tmp_path_factory: pytest.TempPathFactory) -> Class:
     maxima = {n: grader_score(n, reference[n]) for n in names}
     expected = {
         "ref": maxima["log_prob"],
-        "mixed": grader_score("log_prob", mixed),
+        "mixed": grader_score("log_prob", mixed, ["log_prob", "entropy"]),
         "loop": 0,  # the loop never finishes: every test cell after it scores 0
     }
     result = tool(course, "nbgrader", "autograde", ASSIGNMENT, check=False)
@@ -184,6 +191,12 @@ def test_partial_credit_matches_the_grader(graded: Class) -> None:
     got, top = graded.cells["mixed", "log_prob", "entropy-checks"]
     assert 0 < got < top
     assert graded.cells["mixed", "log_prob", "log_prob-checks"][0] == 0  # it raises
+    # the infinite loop inside grad_log_prob: both its test cells are stopped and score 0, and
+    # the kernel goes on
+    assert graded.cells["mixed", "log_prob", "grad_log_prob-checks"][0] == 0
+    assert graded.cells["mixed", "log_prob", "grad_log_prob-hidden-checks"][0] == 0
+    html = (graded.course / "feedback" / "mixed" / ASSIGNMENT / "log_prob.html").read_text()
+    assert f"took longer than {CHECK_SECONDS} s" in html
 
 
 def test_a_top_level_infinite_loop_scores_zero(graded: Class) -> None:

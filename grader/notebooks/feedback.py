@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
+import os
 import signal
 import threading
 import warnings
@@ -26,7 +27,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 #: seconds one test cell may spend running the student's function on every check's inputs
+#: (``RLKIT_NOTEBOOK_TIME_LIMIT`` in the kernel's environment overrides it)
 TIME_LIMIT = 20.0
+TIME_LIMIT_ENV = "RLKIT_NOTEBOOK_TIME_LIMIT"
 MISTAKE_MARK = "Looks like a classic mistake:"
 
 
@@ -188,10 +191,15 @@ def check(
     function: str,
     namespace: Mapping[str, Any],
     hidden: bool = False,
-    time_limit: float = TIME_LIMIT,
+    time_limit: float | None = None,
 ) -> Points:
     """Grade ``namespace[function]`` on the exercise's public (or hidden) checks, print the
     feedback and return the points (the test cell's value, read by nbgrader)."""
+    if time_limit is None:
+        try:
+            time_limit = float(os.environ.get(TIME_LIMIT_ENV, TIME_LIMIT))
+        except ValueError:
+            time_limit = TIME_LIMIT
     watch = _watch()
     if watch is not None and watch.current is not None:
         watch.tests.add(watch.current)
