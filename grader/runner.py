@@ -57,6 +57,28 @@ def _check(result: int, what: str) -> None:
 # --------------------------------------------------------------------------- the launcher
 
 
+def _stage(argv: list[str], stage: str) -> list[str]:
+    """Bind each read-only source at ``stage/<i>`` (a tmpfs in a private mount namespace of
+    this process) and point bwrap there: paths under /root stay unreadable to nobody."""
+    libc = _libc()
+    _check(libc.unshare(CLONE_NEWNS), "unshare")
+    _check(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate")
+    _check(libc.mount(b"tmpfs", stage.encode(), b"tmpfs", 0, b"mode=0755"), "mount tmpfs")
+    argv = list(argv)
+    for i, arg in enumerate(argv[:-1]):
+        if arg in ("--ro-bind", "--ro-bind-try") and os.path.exists(argv[i + 1]):
+            src = argv[i + 1]
+            target = os.path.join(stage, str(i))
+            if os.path.isdir(src):
+                os.mkdir(target)
+            else:
+                open(target, "w").close()  # noqa: SIM115 - a mount point
+            flags = MS_BIND | MS_REC
+            _check(libc.mount(src.encode(), target.encode(), None, flags, None), f"bind {src}")
+            argv[i + 1] = target
+    return argv
+
+
 def launch(spec: Mapping[str, Any]) -> None:
     """Become the sandbox: (as root) stage the read-only sources where an unprivileged user can
     reach them, drop to that user, set hard limits, then execute bubblewrap."""
@@ -64,24 +86,10 @@ def launch(spec: Mapping[str, Any]) -> None:
 
     argv = list(spec["argv"])
     if os.geteuid() == 0 and spec.get("user") is not None:
-        libc = _libc()
-        _check(libc.unshare(CLONE_NEWNS), "unshare")
-        _check(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate")
-        stage = spec["stage"]
-        _check(libc.mount(b"tmpfs", stage.encode(), b"tmpfs", 0, b"mode=0755"), "mount tmpfs")
-        for i, arg in enumerate(argv[:-1]):
-            if arg in ("--ro-bind", "--ro-bind-try") and os.path.exists(argv[i + 1]):
-                src = argv[i + 1]
-                target = os.path.join(stage, str(i))
-                if os.path.isdir(src):
-                    os.mkdir(target)
-                else:
-                    open(target, "w").close()  # noqa: SIM115 - a mount point
-                _check(
-                    libc.mount(src.encode(), target.encode(), None, MS_BIND | MS_REC, None),
-                    f"bind {src}",
-                )
-                argv[i + 1] = target
+        try:
+            argv = _stage(argv, spec["stage"])
+        except OSError as exc:  # e.g. no CAP_SYS_ADMIN: bwrap says so if it cannot reach them
+            print(f"rlkit launcher: sources not staged ({exc})", file=sys.stderr)
         uid, gid = int(spec["user"]), int(spec.get("group", spec["user"]))
         os.setgroups([])
         os.setresgid(gid, gid, gid)
