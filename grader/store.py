@@ -89,7 +89,7 @@ class ArrayTable:
     bytes: a key names the first place an array appears (``@i7``: the 8th distinct input;
     ``@3.2.e.0``: check 3, call 2, the expected outcome's first array; ``@3.2.m5.1``: the same
     for mistake 5). Regenerating on a CPU whose kernels round differently changes values in
-    their last bits, never keys. Equal arrays are stored once (the first key is reused)."""
+    their last bits, never keys. Equal inputs are stored once."""
 
     def __init__(self) -> None:
         self.arrays: dict[str, np.ndarray] = {}
@@ -97,24 +97,22 @@ class ArrayTable:
         self._inputs = 0
 
     def put(self, array: np.ndarray, name: str) -> str:
-        a = np.asarray(array)
-        content = (a.dtype.str, tuple(a.shape), a.tobytes())
-        key = self._by_content.get(content)
-        if key is None:
-            key = self._by_content[content] = name
-            if key in self.arrays:
-                raise RuntimeError(f"array key {key} used twice")
-            self.arrays[key] = a
-        return key
+        """An outcome's array, under its own name: never shared with another outcome's, since
+        whether two results are bit-equal can depend on the CPU."""
+        if name in self.arrays:
+            raise RuntimeError(f"array key {name} used twice")
+        self.arrays[name] = np.asarray(array)
+        return name
 
     def put_input(self, array: np.ndarray) -> str:
-        """An input (or cotangent, or judge's mask): numbered in order of first use."""
+        """An input (or cotangent, or judge's mask), made by numpy from a seeded generator:
+        equal inputs share one key (so equal calls run once), numbered in order of first use."""
         a = np.asarray(array)
         content = (a.dtype.str, tuple(a.shape), a.tobytes())
-        if content in self._by_content:
-            return self._by_content[content]
-        self._inputs += 1
-        return self.put(a, f"@i{self._inputs - 1}")
+        if content not in self._by_content:
+            self._by_content[content] = self.put(a, f"@i{self._inputs}")
+            self._inputs += 1
+        return self._by_content[content]
 
     def namer(self, prefix: str) -> Callable[[np.ndarray], str]:
         """``put`` for one outcome: its arrays become ``prefix.0``, ``prefix.1``, ..."""

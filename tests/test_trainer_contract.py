@@ -88,12 +88,15 @@ def test_the_trainers_use_every_function_they_are_built_from(trainer_calls) -> N
     assert used <= set(trainer_calls), sorted(trainer_calls)
 
 
-def test_gae_gets_bool_dones_and_a_float_last_value(trainer_calls) -> None:
+def test_gae_and_returns_to_go_get_plain_data_and_bool_dones(trainer_calls) -> None:
     for signature in trainer_calls["gae"]:
         kinds = {name: kind for name, _, kind in signature}
         assert kinds["dones"] == ("bool", 1, False), signature
         assert kinds["last_value"] == "float", signature
         assert not kinds["rewards"][2] and not kinds["values"][2], "gae's inputs are plain data"
+    for signature in trainer_calls["returns_to_go"]:
+        kinds = {name: kind for name, _, kind in signature}
+        assert kinds["dones"] == ("bool", 1, False) and not kinds["rewards"][2], signature
 
 
 @pytest.mark.parametrize("exercise", COURSE)
