@@ -43,17 +43,35 @@ RAISES = """
 
 def tool(cwd: Path, name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """A console script of this venv (nbgrader needs its `alembic` on PATH)."""
-    env = {
-        **os.environ,
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        "RLKIT_NOTEBOOK_TIME_LIMIT": str(CHECK_SECONDS),
-    }
     result = subprocess.run(
-        [str(BIN / name), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+        [str(BIN / name), *args],
+        cwd=cwd,
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     if check:
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
+
+
+def start(cwd: Path, name: str, *args: str) -> tuple[subprocess.Popen, Path]:
+    """Like ``tool``, in the background (output to a file): it runs beside nbgrader."""
+    log = cwd / f".{name}.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [str(BIN / name), *args], cwd=cwd, env=tool_env(), stdout=out, stderr=out
+        )
+    return proc, log
+
+
+def tool_env() -> dict[str, str]:
+    return {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "RLKIT_NOTEBOOK_TIME_LIMIT": str(CHECK_SECONDS),
+    }
 
 
 def source_of(cell: dict) -> str:
@@ -97,6 +115,10 @@ class Class:
     maxima: dict[str, int]
     expected: dict[str, int]  # log_prob notebook scores by student, from rlkit's grader
     autograde_log: str
+    rlkit_grades: Path  # `rlkit grade` on the same submissions, run beside nbgrader
+    rlkit_log: str
+    ran: Path  # the released log_prob notebook as a student runs it, unanswered
+    ran_log: str
     scores: dict[tuple[str, str], float] = field(default_factory=dict)
     cells: dict[tuple[str, str, str], tuple[float, float]] = field(default_factory=dict)
 
@@ -155,6 +177,27 @@ def graded(tmp_path_factory: pytest.TempPathFactory) -> Class:
         for n, nb in notebooks.items():
             (folder / f"{n}.ipynb").write_text(nb if isinstance(nb, str) else json.dumps(nb))
 
+    # in the background, beside nbgrader: rlkit grade on the same notebooks, and the released
+    # notebook run as a student runs it
+    work = tmp_path_factory.mktemp("work")
+    grades = work / "grades.json"
+    grade_proc, grade_log = start(
+        work, "rlkit", "grade", str(course), "--assignment", ASSIGNMENT, "--out", str(grades)
+    )
+    ran = work / "ran.ipynb"
+    run_proc, run_log = start(
+        work,
+        "jupyter",
+        "nbconvert",
+        "--to",
+        "notebook",
+        "--execute",
+        f"--ExecutePreprocessor.timeout={TIMEOUT * 3}",
+        "--output",
+        str(ran),
+        str(release / "log_prob.ipynb"),
+    )
+
     maxima = {n: grader_score(n, reference[n]) for n in names}
     expected = {
         "ref": maxima["log_prob"],
@@ -162,7 +205,19 @@ def graded(tmp_path_factory: pytest.TempPathFactory) -> Class:
         "loop": 0,  # the loop never finishes: every test cell after it scores 0
     }
     result = tool(course, "nbgrader", "autograde", ASSIGNMENT, check=False)
-    out = Class(course, names, maxima, expected, result.stdout + result.stderr)
+    grade_proc.wait(timeout=300)
+    run_proc.wait(timeout=300)
+    out = Class(
+        course,
+        names,
+        maxima,
+        expected,
+        result.stdout + result.stderr,
+        grades,
+        grade_log.read_text(),
+        ran,
+        run_log.read_text(),
+    )
 
     from nbgrader.api import Gradebook
 
@@ -234,13 +289,9 @@ def test_export_has_the_totals(graded: Class) -> None:
         assert float(rows[student]["score"]) == pytest.approx(graded.expected[student]), student
 
 
-def test_rlkit_grade_agrees_with_nbgrader(graded: Class, tmp_path: Path) -> None:
-    out = tmp_path / "grades.json"
-    result = rlkit_cmd(
-        "grade", str(graded.course), "--assignment", ASSIGNMENT, "--out", str(out), timeout=300
-    )
-    assert out.exists(), result.stdout + result.stderr
-    records = {r["student"]: r for r in json.loads(out.read_text())}
+def test_rlkit_grade_agrees_with_nbgrader(graded: Class) -> None:
+    assert graded.rlkit_grades.exists(), graded.rlkit_log
+    records = {r["student"]: r for r in json.loads(graded.rlkit_grades.read_text())}
 
     def exercise(student: str, name: str) -> int:
         return next(e["score"] for e in records[student]["exercises"] if e["name"] == name)
@@ -254,23 +305,10 @@ def test_rlkit_grade_agrees_with_nbgrader(graded: Class, tmp_path: Path) -> None
     assert exercise("deleted", "log_prob") == graded.scores["deleted", "log_prob"]
 
 
-def test_released_notebook_runs_for_a_student(graded: Class, tmp_path: Path) -> None:
+def test_released_notebook_runs_for_a_student(graded: Class) -> None:
     """What a student sees on opening the released notebook and running it as it is."""
-    released = graded.course / "release" / ASSIGNMENT / "log_prob.ipynb"
-    out = tmp_path / "ran.ipynb"
-    tool(
-        tmp_path,
-        "jupyter",
-        "nbconvert",
-        "--to",
-        "notebook",
-        "--execute",
-        f"--ExecutePreprocessor.timeout={TIMEOUT * 3}",
-        "--output",
-        str(out),
-        str(released),
-    )
-    nb = json.loads(out.read_text())
+    assert graded.ran.exists(), graded.ran_log
+    nb = json.loads(graded.ran.read_text())
     tests = [c for c in nb["cells"] if c["metadata"]["nbgrader"].get("grade")]
     visible = [c for c in tests if "hidden" not in c["metadata"]["nbgrader"]["grade_id"]]
     assert len(visible) == 3
