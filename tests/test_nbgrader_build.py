@@ -195,3 +195,32 @@ def test_a_stop_never_lands_inside_an_import(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr[-2000:]
     assert "took longer than 0.05 s" in run.stdout
     assert re.search(r"points [1-9]", run.stdout), run.stdout
+
+
+def test_solution_only_helpers_travel_inside_the_solution_region(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plugin's reference may use a helper the stub does not have: the notebook carries it
+    inside the solution region (released notebooks hold none of it), and the answer still runs."""
+    from grader.notebooks.build import answer_source
+    from rlkit.registry import Exercise
+
+    (tmp_path / "nbstub_mod.py").write_text(
+        '"""Doc."""\n\nimport math\n\n\ndef area(r):\n    """pi r²."""\n'
+        "    # YOUR CODE HERE\n    raise NotImplementedError()\n"
+    )
+    (tmp_path / "nbsol_mod.py").write_text(
+        '"""Doc."""\n\nimport math\n\nSCALE = 1.0\n\n\ndef _square(x):\n    return x * x\n\n\n'
+        'def area(r):\n    """pi r²."""\n    return SCALE * math.pi * _square(r)\n'
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    ex = Exercise("nbx", ("area",), "nbstub_mod", "nbsol_mod", "nbx_checks")
+    source = load_exercise_source(ex)
+    assert source.setup == "import math"
+    cell = answer_source(source.functions[0])
+    namespace: dict = {}
+    exec(source.setup + "\n" + cell, namespace)  # noqa: S102 - our own test code
+    assert namespace["area"](2.0) == pytest.approx(4 * 3.141592653589793)
+    region = cell.split("### BEGIN SOLUTION")[1]
+    assert "def _square" in region and "SCALE = 1.0" in region
+    assert cell.split("### BEGIN SOLUTION")[0].rstrip().endswith('"""pi r²."""')
