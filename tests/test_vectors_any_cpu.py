@@ -30,7 +30,7 @@ for name in sys.argv[1:]:
     stale = store.differences(stored, fresh)
     same_keys = json.dumps(fresh[0], sort_keys=True) == json.dumps(stored[0], sort_keys=True)
     print(f"{name}: {'STALE ' + str(stale[:3]) if stale else 'up to date'}"
-          f"{'' if same_keys else ', array keys differ'}")
+          f"{'' if same_keys else ', array keys differ: rlkit vectors --regenerate ' + name}")
 """
 
 
