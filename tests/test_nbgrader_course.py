@@ -198,15 +198,21 @@ def graded(tmp_path_factory: pytest.TempPathFactory) -> Class:
         str(release / "log_prob.ipynb"),
     )
 
-    maxima = {n: grader_score(n, reference[n]) for n in names}
-    expected = {
-        "ref": maxima["log_prob"],
-        "mixed": grader_score("log_prob", mixed, ["log_prob", "entropy"]),
-        "loop": 0,  # the loop never finishes: every test cell after it scores 0
-    }
-    result = tool(course, "nbgrader", "autograde", ASSIGNMENT, check=False)
-    grade_proc.wait(timeout=300)
-    run_proc.wait(timeout=300)
+    try:
+        maxima = {n: grader_score(n, reference[n]) for n in names}
+        expected = {
+            "ref": maxima["log_prob"],
+            "mixed": grader_score("log_prob", mixed, ["log_prob", "entropy"]),
+            "loop": 0,  # the loop never finishes: every test cell after it scores 0
+        }
+        result = tool(course, "nbgrader", "autograde", ASSIGNMENT, check=False)
+        grade_proc.wait(timeout=300)
+        run_proc.wait(timeout=300)
+    finally:  # nothing left running, whatever failed
+        for proc in (grade_proc, run_proc):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     out = Class(
         course,
         names,
