@@ -125,3 +125,26 @@ def test_a_gae_written_with_bool_operations_trains(alternative: str, monkeypatch
     monkeypatch.setattr(importlib.import_module("solutions.ppo"), "gae", gae)
     summary = NativeTrainer(make_config("ppo", timesteps=1024, seed=0)).train([])
     assert summary["timesteps"] >= 1024 and torch.isfinite(torch.tensor(summary["value_loss"]))
+
+
+def test_last_value_reaches_gae_as_taught(monkeypatch) -> None:
+    """A gae that ignores last_value fails its check, and now also trains differently: the
+    bootstrap of a cut-off segment comes only through last_value."""
+    import numpy as np
+    from rlkit_cartpole.native import gae_segments
+    from rlkit_cartpole.objectives import PPOObjective
+
+    rewards = np.ones((4, 2), dtype=np.float32)
+    terminated = np.zeros((4, 2), dtype=bool)
+    terminated[1, 0] = True  # env 0 ends an episode at t=1; env 1 runs past the rollout
+    valid = np.ones((4, 2), dtype=bool)
+    valid[2, 0] = False  # env 0's autoreset step
+    values = torch.arange(10, dtype=torch.float32).view(5, 2)
+    segments = gae_segments(rewards, values, terminated, np.zeros_like(terminated), valid)
+    reference = PPOObjective().advantages(segments)
+    mistake = next(
+        m.impl for m in mistakes_suite("ppo").MISTAKES if m.name == "gae_ignores_last_value"
+    )
+    monkeypatch.setattr(importlib.import_module("solutions.ppo"), "gae", mistake)
+    ignored = PPOObjective().advantages(segments)
+    assert not torch.allclose(reference[0], ignored[0])
