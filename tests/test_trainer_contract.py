@@ -71,12 +71,12 @@ def trainer_calls() -> dict[str, set[Signature]]:
         from rlkit_cartpole.native import NativeTrainer as CartPoleTrainer
         from rlkit_cartpole.native import make_config
 
-        CartPoleTrainer(make_config("ppo", timesteps=1024, seed=0)).train([])
-        CartPoleTrainer(make_config("reinforce", timesteps=200, seed=0)).train([])
+        CartPoleTrainer(make_config("ppo", timesteps=512, seed=0)).train([])
+        CartPoleTrainer(make_config("reinforce", timesteps=100, seed=0)).train([])
         from rlkit_dpo.config import DPOSettings
         from rlkit_dpo.native import NativeTrainer as DPOTrainer
 
-        DPOTrainer(DPOSettings(max_steps=2, per_device_train_batch_size=4, eval_prompts=0)).train()
+        DPOTrainer(DPOSettings(max_steps=1, per_device_train_batch_size=4, eval_prompts=0)).train()
     finally:
         patch.undo()
     return dict(calls)
