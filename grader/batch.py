@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -128,11 +127,23 @@ def _apply_problems(report: Any, problems: Mapping[str, str]) -> None:
             )
 
 
+#: how the engine's messages start when the sandbox itself failed (not the student's code)
+_SANDBOX_TROUBLE = ("the sandbox", "the grader's worker", "grading ran past its time budget")
+
+
+def _sandbox_trouble(report: Any) -> bool:
+    """Did grading fail for a reason outside the student's code (a sandbox killed by Ctrl-C,
+    say)? Such a result is kept for this run's export but graded again by the next run."""
+    return any(str(ex.problem or "").startswith(_SANDBOX_TROUBLE) for ex in report.exercises)
+
+
 def make_record(
     submission: Submission, fingerprint: str, report: Any, problems: Mapping[str, str]
 ) -> dict[str, Any]:
     """One student's result: the fields of ``rlkit check --json`` plus what the class report
     and feedback need (visibility, function, misconception, problem, protection)."""
+    if _sandbox_trouble(report):
+        fingerprint = "regrade:" + fingerprint
     _apply_problems(report, problems)
     exercises = []
     for ex in report.exercises:
@@ -224,7 +235,7 @@ def grade_class(
             f"{', '.join(f'{e}.py' for e in course.exercises)} (or .ipynb), or nbgrader's "
             "submitted/<student>/<assignment>/"
         )
-    if students and not any(s.files for s in students):
+    if not any(s.files for s in students):
         raise UsageError(
             f"none of the {len(students)} folders in {root} has "
             f"{', '.join(f'{e}.py' for e in course.exercises)} (or .ipynb): nothing to grade"
@@ -237,7 +248,14 @@ def grade_class(
     todo: list[tuple[Submission, str]] = []
     for sub in students:
         fingerprint = hashlib.sha256(
-            (sub.fingerprint(course.exercises) + course.fingerprint + repr(options.limits)).encode()
+            "\0".join(
+                [
+                    sub.fingerprint(course.exercises),
+                    course.fingerprint,  # the checks and their vectors
+                    options.sandbox,
+                    repr(sorted(options.limits.items())),
+                ]
+            ).encode()
         ).hexdigest()
         old = read_record(layout.records / f"{names[sub.student]}.json")
         if old is not None and old.get("fingerprint") == fingerprint:
@@ -299,7 +317,3 @@ def default_jobs() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
         return max(1, os.cpu_count() or 1)
-
-
-def is_tty() -> bool:
-    return sys.stderr.isatty()

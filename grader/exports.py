@@ -64,8 +64,8 @@ def gradescope(record: Mapping[str, Any], course: Course) -> dict[str, Any]:
             )
     return {
         "score": record["score"],
-        "output": f"rlkit: {record['score']}/{record['max_score']} "
-        f"(graded with: {record.get('protection', '')})",
+        "output": f"rlkit: {record['score']}/{record['max_score']} (graded in: "
+        f"{str(record.get('protection', '')).split(';')[0]})",
         "visibility": "visible",
         "stdout_visibility": "hidden",
         "tests": tests,
