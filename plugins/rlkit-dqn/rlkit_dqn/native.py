@@ -111,6 +111,7 @@ class DQNTrainer(Trainer):
 
     task: ClassVar[str] = "cartpole"
     backend: ClassVar[str] = "native"
+    records_video: ClassVar[bool] = True  # CartPole renders: `rlkit eval RUN --video a.gif`
 
     def __init__(self, settings: DQNSettings) -> None:
         self.settings = config = settings
@@ -308,6 +309,7 @@ class DQNTrainer(Trainer):
             "config": asdict(self.settings),
             "timesteps": self.timesteps,
             "updates": self.updates,
+            "due": self._due,
         }
         with written_whole(path / CHECKPOINT) as partial:
             torch.save(state, partial)
@@ -330,4 +332,5 @@ class DQNTrainer(Trainer):
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
             raise UsageError(f"{path} holds no usable native DQN checkpoint ({exc})") from None
         trainer.timesteps, trainer.updates = int(info["timesteps"]), int(info["updates"])
+        trainer._due = int(info.get("due", 0))
         return trainer

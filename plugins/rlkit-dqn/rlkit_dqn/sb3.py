@@ -87,6 +87,7 @@ class SB3DQNTrainer(Trainer):
 
     task: ClassVar[str] = "cartpole"
     backend: ClassVar[str] = "sb3"
+    records_video: ClassVar[bool] = True  # CartPole renders: `rlkit eval RUN --video a.gif`
 
     def __init__(self, settings: SB3DQNSettings, model: DQN | None = None) -> None:
         from rlkit_cartpole.env import make_env

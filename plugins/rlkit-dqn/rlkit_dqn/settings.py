@@ -27,7 +27,11 @@ def _setting(default: Any, help: str | None = None, **meta: Any) -> Any:  # noqa
 @dataclass
 class DQNSettings:
     """Native DQN. The defaults are tuned for wall-clock time to solve CartPole-v1 on one CPU
-    thread (``benchmarks/dqn.py``): see the README of rlkit-dqn for the numbers."""
+    thread (``benchmarks/dqn.py``): 4 CartPoles side by side, a 2×64 ReLU Q-network, one Adam
+    step of 128 replayed transitions every 2 environment steps after 500 steps of exploration,
+    the target network copied every 50 gradient steps, ε from 1 to 0.05 over 4,000 steps,
+    Double DQN. Over seeds 0–4 a greedy 10-episode evaluation first averages ≥ 475 after
+    11,000–16,000 steps (median 12,000; about 5,700 gradient steps)."""
 
     algo: ClassVar[str] = "dqn"
     impl: str = _setting("solution", choices=("solution", "student"))
@@ -38,13 +42,13 @@ class DQNSettings:
     learning_rate: float = _setting(2.5e-3, "Adam's step size.", flag="--lr", min=0)
     gamma: float = _setting(0.99, "Discount γ of the TD target.", min=0)
     buffer_size: int = _setting(50_000, "Transitions kept in the replay buffer.", min=1)
-    batch_size: int = _setting(64, "Transitions per gradient step.", min=1)
-    learning_starts: int = _setting(1_000, min=0)  # steps of pure exploration first
+    batch_size: int = _setting(128, "Transitions per gradient step.", min=1)
+    learning_starts: int = _setting(500, min=0)  # steps of pure exploration first
     train_every: int = _setting(2, min=1)  # environment steps per gradient step
-    target_every: int = _setting(100, "Gradient steps between target-network copies.", min=1)
+    target_every: int = _setting(50, "Gradient steps between target-network copies.", min=1)
     epsilon_start: float = _setting(1.0, min=0)
     epsilon_end: float = _setting(0.05, "ε after its linear decay.", min=0)
-    epsilon_steps: int = _setting(8_000, "Environment steps over which ε decays.", min=1)
+    epsilon_steps: int = _setting(4_000, "Environment steps over which ε decays.", min=1)
     double_dqn: bool = _setting(True, "Double DQN targets (double_dqn_target); false: td_target.")
     hidden: int = _setting(64, min=1)  # units in each of the two hidden layers
     max_grad_norm: float = _setting(0.0, min=0)  # gradient clipping (0: off)
