@@ -142,16 +142,16 @@ def _score_plots(summary: Mapping[str, Any]) -> str:
     for ax in axes.flat[len(panels) :]:
         ax.set_visible(False)
     for ax, (name, top, scores) in zip(axes.flat, panels):
-        if 0 < top <= 30:  # one bar per possible score
-            bins: Any = [k - 0.5 for k in range(top + 2)]
-        else:
-            bins = 20
-        ax.hist(scores, bins=bins, color="#4c72b0", edgecolor="white")
+        width = 1 if top <= 30 else -(-top // 20)  # one bar per score, or 20 bars at most
+        lefts = list(range(0, max(top, 1) + 1, width))
+        counts = [sum(left <= s < left + width for s in scores) for left in lefts]
+        edge = "edge" if width > 1 else "center"
+        ax.bar(lefts, counts, width=width * 0.9, align=edge, color="#4c72b0")
         full = sum(s == top for s in scores)
         ax.set_title(f"{name}: mean {statistics.fmean(scores):.1f}/{top}, {full} full marks")
         ax.set_xlabel("score")
         ax.set_ylabel("students")
-        ax.set_xlim(-0.5, max(top, 1) + 0.5)
+        ax.set_xlim(-0.5 if width == 1 else 0, lefts[-1] + (0.5 if width == 1 else width))
         ax.yaxis.get_major_locator().set_params(integer=True)
     fig.tight_layout()
     data = _png(fig)
@@ -211,8 +211,8 @@ def render(summary: Mapping[str, Any]) -> str:
         f"<style>{_CSS}</style></head><body>",
         "<h1>Class report</h1>",
         f"<p class='sub'>{summary['students']} students, mean {summary['mean']}/"
-        f"{summary['max_score']}, median {summary['median']}. Protection: "
-        f"{_e('; '.join(summary['protection']))}.</p>",
+        f"{summary['max_score']}, median {summary['median']}. Graded in: "
+        f"{_e('; '.join(p.split(';')[0] for p in summary['protection']))}.</p>",
         "<h2>What to re-teach: named misconceptions</h2>",
     ]
     if summary["misconceptions"]:
@@ -273,6 +273,7 @@ def render(summary: Mapping[str, Any]) -> str:
                 f"<tr><td>{_e(name)}</td><td class='n'>{p['students']}</td><td>{examples}</td></tr>"
             )
         out.append("</table>")
+    out.append(f"<p class='muted'>Protection in force: {_e(' | '.join(summary['protection']))}</p>")
     out.append("</body></html>")
     return "\n".join(out)
 
