@@ -251,3 +251,18 @@ def test_refuses_in_one_line_when_no_sandbox_can_start(
     message = caught.value.message
     assert "bubblewrap" in message and "--no-sandbox" in message and "\n" not in message
     assert not list(layout.records.glob("*.json"))
+
+
+def test_no_sandbox_grades_and_says_so(tmp_path: Path) -> None:
+    (tmp_path / "class" / "ana").mkdir(parents=True)
+    (tmp_path / "class" / "ana" / "ppo.py").write_text(solution("ppo").replace(*SIGN))
+    out = tmp_path / "grades.json"
+    run = rlkit_cmd(
+        "grade", str(tmp_path / "class"), "ppo", "--out", str(out), "--no-sandbox",
+        "--timeout", "2",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    (ana,) = json.loads(out.read_text())
+    assert 0 < ana["score"] < ana["max_score"]
+    assert ana["protection"] and "bubblewrap" not in ana["protection"].split(";")[0]
+    assert "2 s per call" in ana["protection"]

@@ -131,7 +131,8 @@ def grade_command(
     fmt = fmt or {".json": "json", ".csv": "csv"}.get(out.suffix, "csv")
     limits: dict[str, float] = {}
     if timeout is not None:
-        limits = {"call_s": timeout, "wall_s": max(30.0, 6 * timeout)}
+        budget = max(30.0, 6 * timeout)  # an exercise's worker runs several calls
+        limits = {"call_s": timeout, "wall_s": budget, "cpu_s": budget}
     options = batch.Options(
         exercises=list(exercises),
         jobs=jobs or batch.default_jobs(),
