@@ -1,10 +1,11 @@
 """`rlkit grade` against `nbgrader autograde` on the same class.
 
 The class: N varied submissions (correct, classic mistakes, zeros, stubs, raising, an infinite
-loop, a syntax error, a missing file, ...), written both as folders of exercise files (for
-`rlkit grade`, sandbox on) and as nbgrader notebooks (`submitted/<student>/<assignment>/`). Both
-graders run in this one process's run, one after the other; printed: seconds per submission,
-the throughput ratio and each one's peak memory (the grader process and all its children).
+loop, a syntax error, a missing file, ...) handed in as the notebooks `rlkit nbgrader build`
+makes (`submitted/<student>/<assignment>/`). `rlkit grade` (sandbox on) and `nbgrader autograde`
+grade the same notebooks in this one run, one after the other; printed: seconds per
+submission, the throughput ratio, each one's peak memory (the grader and all its children) and
+whether they gave each student the same score.
 
     .venv/bin/python benchmarks/grading.py               # 100 students
     .venv/bin/python benchmarks/grading.py --students 20 # a quick run (rlkit's start-up is
@@ -112,18 +113,6 @@ def submission(kind: str) -> dict[str, str | None]:
         files["ppo"] = (STUBS / "ppo.py").read_text()
         files["dpo"] = _zeros("dpo")
     return files
-
-
-def write_class(folder: Path, n: int) -> list[str]:
-    """``folder/<student>/<exercise>.py``; returns each student's kind."""
-    kinds = [KINDS[i % len(KINDS)] for i in range(n)]
-    for i, kind in enumerate(kinds):
-        student = folder / f"s{i:03d}-{kind}"
-        student.mkdir(parents=True)
-        for ex, source in submission(kind).items():
-            if source is not None:
-                (student / f"{ex}.py").write_text(source)
-    return kinds
 
 
 # ----------------------------------------------------------------------------- notebooks
