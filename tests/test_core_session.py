@@ -266,8 +266,9 @@ def test_resume_names_the_task_of_another_run(toy, tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------- the bandit example
 def test_bandit_plugin_gets_ctrl_c_and_resume(bandit_plugin: Path, tmp_path: Path) -> None:
-    """The example plugin has no Ctrl-C or resume code: a real SIGINT stops it after a step,
-    saves and exits 130; `--resume` continues to exactly the run never interrupted."""
+    """The example plugin, pip-installed as a third party would, has no Ctrl-C or resume code:
+    a real SIGINT stops it after a step, saves and exits 130; `--resume` continues to exactly
+    the run never interrupted, which learns the better arm; `rlkit eval` evaluates it."""
     run = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(bandit_plugin), "TQDM_DISABLE": "1"}
     exe = Path(sys.executable).with_name("rlkit")
@@ -302,11 +303,14 @@ def test_bandit_plugin_gets_ctrl_c_and_resume(bandit_plugin: Path, tmp_path: Pat
 
     name = plugins.register_plugin(rlkit_bandit, name="bandit")
     try:
-        total = done + 10
+        total = max(done + 10, 120)
         resumed = invoke("train", "bandit", "--resume", str(run), "--steps", str(total))
         assert resumed.exit_code == 0, resumed.output
         assert f"Resuming {run} at step {done} of {total}" in resumed.output
-        assert "P(best arm) = " in resumed.output
+        assert float(resumed.output.split("P(best arm) = ")[1].split(";")[0]) > 0.9
+        assert (run / "curves.png").is_file()
+        evaluated = invoke("eval", str(run), "--episodes", "20")
+        assert evaluated.exit_code == 0 and evaluated.output.startswith("Mean reward: ")
         whole = tmp_path / "whole"
         again = invoke("train", "bandit", "--steps", str(total), "--out", str(whole))
         assert again.exit_code == 0, again.output

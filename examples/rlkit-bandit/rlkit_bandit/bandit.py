@@ -114,6 +114,14 @@ class BanditTrainer(Trainer):
         return Progress(self.step, self.settings.steps)
 
     def train(self, callbacks: Sequence[Callback] = ()) -> dict[str, float]:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # two logits: a second CPU thread only adds waiting
+        try:
+            return self._train(callbacks)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _train(self, callbacks: Sequence[Callback]) -> dict[str, float]:
         metrics: dict[str, float] = {}
         for cb in callbacks:
             cb.on_train_start(self)
