@@ -375,3 +375,15 @@ def test_top_level_help_names_a_command_that_works_anywhere() -> None:
     result = invoke("--help")
     assert "--impl student" not in result.output
     assert "rlkit train cartpole" in result.output and "--path my-work" in result.output
+
+
+def test_trainers_are_listed_per_algorithm_with_the_exercises_they_use() -> None:
+    result = invoke("list", "--json")
+    trainers = {
+        (t["task"], t["backend"], t["algorithm"]): t["exercises"]
+        for t in json.loads(result.output)["trainers"]
+    }
+    assert trainers[("cartpole", "native", "ppo")] == ["log_prob", "ppo"]
+    assert trainers[("cartpole", "native", "reinforce")] == ["log_prob", "reinforce"]
+    assert trainers[("cartpole", "sb3", "ppo")] == [] and ("cartpole", "sb3", "a2c") in trainers
+    assert trainers[("dpo", "trl", "dpo")] == trainers[("dpo", "native", "dpo")] == ["dpo"]
