@@ -29,7 +29,9 @@ def native_dqn(overrides: dict[str, Any]) -> Callable[[int], Any]:
         from rlkit_dqn.native import DQNTrainer
         from rlkit_dqn.settings import DQNSettings
 
-        return DQNTrainer(DQNSettings(seed=seed, timesteps=1_000_000, **overrides))
+        # stop_reward=0: the benchmark's own evaluator decides when it is solved
+        settings = {"stop_reward": 0.0, **overrides}
+        return DQNTrainer(DQNSettings(seed=seed, timesteps=1_000_000, **settings))
 
     return make
 

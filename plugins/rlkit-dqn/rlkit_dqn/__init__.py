@@ -53,7 +53,7 @@ TRAINERS = (
         (ALGO,),
         settings="rlkit_dqn.settings:DQNSettings",
         exercises=("dqn",),
-        plot_metrics=CURVES,
+        plot_metrics=(*CURVES, "eval_reward"),
         x_metric="timesteps",
     ),
 )

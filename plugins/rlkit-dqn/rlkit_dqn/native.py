@@ -185,6 +185,7 @@ class DQNTrainer(Trainer):
         losses: list[torch.Tensor] = []
         q_means: list[torch.Tensor] = []
         next_log = self.timesteps + c.log_every
+        next_eval = self.timesteps + c.eval_every
         metrics: dict[str, float] = {}
         try:
             while self.timesteps < c.timesteps:
@@ -238,7 +239,13 @@ class DQNTrainer(Trainer):
                         metrics["loss"] = float(torch.stack(losses).mean())
                         metrics["q_mean"] = float(torch.stack(q_means).mean())
                         losses, q_means = [], []
-                    if not notify_metrics(callbacks, self, self.timesteps, metrics):
+                    solved = False
+                    if c.stop_reward > 0 and self.timesteps >= next_eval:
+                        next_eval = self.timesteps + c.eval_every
+                        mean = self._greedy_mean()
+                        metrics["eval_reward"] = mean
+                        solved = mean >= c.stop_reward
+                    if not notify_metrics(callbacks, self, self.timesteps, metrics) or solved:
                         break
         finally:
             envs.close()
@@ -271,6 +278,14 @@ class DQNTrainer(Trainer):
                 for target, online in zip(self.q_target.parameters(), self.q.parameters()):
                     target.copy_(online)
         return loss.detach(), q_values.detach().mean()
+
+    def _greedy_mean(self) -> float:
+        """The mean return of the greedy policy over ``eval_episodes`` episodes (the same
+        episodes as ``evaluate``, so a run that stopped here evaluates to the same number)."""
+        from rlkit_cartpole.env import evaluate_actions
+
+        episodes = self.settings.eval_episodes or 10
+        return float(evaluate_actions(self.act, episodes, seed=10_000 + self.settings.seed).mean())
 
     # -- evaluation ------------------------------------------------------------------------
     def act(self, obs: np.ndarray) -> np.ndarray:
