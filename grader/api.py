@@ -390,9 +390,11 @@ def build_vectors(exercise: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]
         )
     reference = importlib.import_module(exercise.solution)
     checks = store.load_checks(exercise.checks)
-    suite = mistakes_suite(exercise.name)
+    suite = mistakes_suite(exercise)
     mistakes = list(getattr(suite, "MISTAKES", [])) if suite is not None else []
-    return store.generate(exercise.name, exercise.functions, checks, reference, mistakes)
+    return store.generate(
+        exercise.name, exercise.functions, checks, reference, mistakes, output_names(exercise)
+    )
 
 
 def regenerate(names: Iterable[str] = ()) -> list[tuple[Path, int]]:
