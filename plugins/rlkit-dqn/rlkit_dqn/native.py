@@ -42,6 +42,7 @@ from rlkit import interfaces
 from rlkit.errors import UsageError
 from rlkit.interfaces import Callback, Evaluation, Trainer, notify_metrics
 from rlkit.runs import written_whole
+from rlkit_cartpole.runtime import torch_threads
 from torch import nn
 
 from rlkit_dqn.settings import DQNSettings
@@ -150,12 +151,8 @@ class DQNTrainer(Trainer):
         self._try_functions()  # a stub or a broken dqn.py fails here, before any step
         for callback in callbacks:
             callback.on_train_start(self)
-        before = torch.get_num_threads()
-        torch.set_num_threads(self.settings.threads)
-        try:
+        with torch_threads(self.settings.threads):
             last = self._loop(callbacks)
-        finally:
-            torch.set_num_threads(before)
         for callback in callbacks:
             callback.on_train_end(self)
         return {"timesteps": float(self.timesteps), "updates": float(self.updates), **last}
@@ -299,13 +296,9 @@ class DQNTrainer(Trainer):
         episodes = episodes or 10
         from rlkit_cartpole.env import evaluate_actions, evaluation
 
-        before = torch.get_num_threads()
-        torch.set_num_threads(self.settings.threads)
-        try:
+        with torch_threads(self.settings.threads):
             returns = evaluate_actions(self.act, episodes, seed=10_000 + self.settings.seed)
             return evaluation(returns, self.act, video, seed=self.settings.seed)
-        finally:
-            torch.set_num_threads(before)
 
     # -- checkpoints -----------------------------------------------------------------------
     def save(self, path: Path) -> None:

@@ -23,6 +23,7 @@ from rlkit import interfaces
 from rlkit.errors import UsageError
 from rlkit.interfaces import Callback, Evaluation, Trainer, notify_metrics
 from rlkit.runs import written_whole
+from rlkit_cartpole.runtime import torch_threads
 from stable_baselines3 import DQN
 from stable_baselines3.common.callbacks import BaseCallback
 
@@ -109,9 +110,7 @@ class SB3DQNTrainer(Trainer):
         remaining = self.settings.timesteps - self.timesteps
         for callback in callbacks:
             callback.on_train_start(self)
-        before = torch.get_num_threads()
-        torch.set_num_threads(self.settings.threads)
-        try:
+        with torch_threads(self.settings.threads):
             if remaining > 0:
                 self.model.learn(
                     remaining,
@@ -119,8 +118,6 @@ class SB3DQNTrainer(Trainer):
                     log_interval=None,  # never dump (and clear) the logger: we read it
                     reset_num_timesteps=False,
                 )
-        finally:
-            torch.set_num_threads(before)
         for callback in callbacks:
             callback.on_train_end(self)
         return {"timesteps": float(self.timesteps)}
@@ -136,13 +133,9 @@ class SB3DQNTrainer(Trainer):
         episodes = episodes or 10
         from rlkit_cartpole.env import evaluate_actions, evaluation
 
-        before = torch.get_num_threads()
-        torch.set_num_threads(self.settings.threads)
-        try:
+        with torch_threads(self.settings.threads):
             returns = evaluate_actions(self.act, episodes, seed=10_000 + self.settings.seed)
             return evaluation(returns, self.act, video, seed=self.settings.seed)
-        finally:
-            torch.set_num_threads(before)
 
     def save(self, path: Path) -> None:
         path = Path(path)
