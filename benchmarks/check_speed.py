@@ -9,6 +9,7 @@ with one bare `import torch`.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import shutil
 import statistics
 import subprocess
@@ -17,8 +18,18 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-EXERCISES = ("log_prob", "reinforce", "ppo", "dpo")
+from rlkit.plugins import get_exercises
+
+
+def solution_files() -> dict[str, Path]:
+    """Every registered exercise (a plugin's included) → its reference solution's file."""
+    files = {}
+    for name, exercise in get_exercises().items():
+        spec = importlib.util.find_spec(exercise.solution) if exercise.solution else None
+        if spec is None or spec.origin is None:
+            raise SystemExit(f"{name}: no reference solution installed")
+        files[name] = Path(spec.origin)
+    return files
 
 
 def median_seconds(cmds: list[list[str]], repeat: int, ok: tuple[int, ...] = (0,)) -> float:
@@ -42,14 +53,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         solved, stubs = Path(tmp) / "solved", Path(tmp) / "stubs"
         solved.mkdir()
-        for name in EXERCISES:
-            shutil.copy(ROOT / "solutions" / f"{name}.py", solved / f"{name}.py")
+        solutions = solution_files()
+        for name, file in solutions.items():
+            shutil.copy(file, solved / f"{name}.py")
         subprocess.run([rlkit, "init", str(stubs)], check=True, capture_output=True)
         check_solved = median_seconds([[rlkit, "check", "--path", str(solved)]], args.repeat)
         check_stubs = median_seconds([[rlkit, "check", "--path", str(stubs)]], args.repeat, ok=(1,))
     torch_once = [sys.executable, "-I", "-c", "import torch"]
     one = median_seconds([torch_once], args.repeat)
-    naive = median_seconds([torch_once] * len(EXERCISES), args.repeat)
+    naive = median_seconds([torch_once] * len(solutions), args.repeat)
     rows = [
         ("rlkit check (solutions, all pass)", check_solved),
         ("rlkit check (fresh stubs)", check_stubs),
