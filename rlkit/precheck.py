@@ -7,13 +7,28 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 
 from rlkit.errors import RlkitError
 
-#: public checks that may fail before the list is cut short
+#: functions that may fail before the list is cut short
 SHOWN_FAILURES = 6
+MISTAKE = "Looks like a classic mistake: "
+
+
+def _one_line(what: str, failed: Sequence[Any]) -> str:
+    """One line per failing function: which checks, and the misconception if one is named
+    (the full counterexamples are for `rlkit check`)."""
+    if any("not implemented yet" in c.message for c in failed):
+        return f"your {what} is not implemented yet"
+    names = ", ".join(c.name for c in failed)
+    line = f"your {what} fails {len(failed)} check{'s' * (len(failed) > 1)} ({names})"
+    for c in failed:
+        if MISTAKE in c.message:
+            return f"{line}; looks like: {c.message.split(MISTAKE, 1)[1].strip()}"
+    return line
 
 
 def precheck(exercises: Sequence[str], workspace: Path) -> None:
@@ -44,18 +59,12 @@ def precheck(exercises: Sequence[str], workspace: Path) -> None:
         if exercise.problem:
             lines.append(f"your {exercise.name}.py: {exercise.problem}")
             continue
-        stubs = set()
+        failing: dict[str, list[Any]] = {}
         for check in exercise.checks:
-            if check.passed:
-                continue
-            what = f"{exercise.name}.{check.function}" if check.function else exercise.name
-            if "not implemented yet" in check.message:
-                if what not in stubs:
-                    stubs.add(what)
-                    lines.append(f"your {what} is not implemented yet")
-                continue
-            first = check.message.strip().splitlines()[0] if check.message.strip() else ""
-            lines.append(f"your {what} fails check {check.name}" + (f": {first}" if first else ""))
+            if not check.passed:
+                failing.setdefault(check.function or exercise.name, []).append(check)
+        for function, checks_failed in failing.items():
+            lines.append(_one_line(f"{exercise.name}.{function}", checks_failed))
     failed = sum(not c.passed for e in report.exercises for c in e.checks)
     click.echo(f"Public checks of your {names}: {failed} of {checks} fail.")
     for line in lines[:SHOWN_FAILURES]:
