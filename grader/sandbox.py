@@ -185,7 +185,9 @@ def bwrap_command(bwrap: str, limits: Mapping[str, float]) -> list[str]:
     args = [bwrap, "--unshare-all", "--die-with-parent", "--new-session"]
     args += ["--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "sandbox"]
     args += ["--clearenv"] + [x for k, v in env.items() for x in ("--setenv", k, v)]
-    args += binds + ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", "/rlkit"]
+    # The private /tmp comes first: a venv or Python installed under /tmp (a CI clone, say) is
+    # then bound on top of it instead of being hidden by it.
+    args += ["--tmpfs", "/tmp", *binds, "--proc", "/proc", "--dev", "/dev", "--dir", "/rlkit"]
     for name in RUNNER_FILES:
         args += ["--ro-bind", str(GRADER_DIR / name), f"/rlkit/{name}"]
     for path in _private_paths(bound):

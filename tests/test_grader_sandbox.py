@@ -348,3 +348,14 @@ def test_grad_mode_inference_runs_a_call_without_autograd() -> None:
     assert not meta["ok"] and meta["error_kind"] == "exception"
     meta, out = execute_call({"f": plain}, inference, arrays)
     assert meta["ok"] and out["o0"].tolist() == [2.0, 2.0, 2.0]
+
+
+def test_a_python_installed_under_tmp_is_bound_over_the_private_tmp() -> None:
+    """A CI clone in /tmp has its venv there: the sandbox's private /tmp must be mounted before
+    the system binds, or it hides the interpreter (bwrap: execvp .../python: No such file)."""
+    from grader.sandbox import DEFAULT_LIMITS, bwrap_command
+
+    args = bwrap_command("bwrap", DEFAULT_LIMITS)
+    tmpfs = [i for i, a in enumerate(args) if a == "--tmpfs" and args[i + 1] == "/tmp"]
+    binds = [i for i, a in enumerate(args) if a == "--ro-bind"]
+    assert len(tmpfs) == 1 and binds and tmpfs[0] < min(binds), args
