@@ -84,11 +84,11 @@ class SolveCheck(Callback):
 
 def native(algo: str) -> Callable[[int], Any]:
     def make(seed: int) -> Any:
-        from rlkit_cartpole.native import NativeTrainer, make_config
+        from rlkit_cartpole.native import NativeCartPoleTrainer, make_config
 
         config = make_config(algo, seed=seed)
         config.timesteps = max(config.timesteps, 1_000_000)  # run until solved (or limit_s)
-        return NativeTrainer(config)
+        return NativeCartPoleTrainer(config)
 
     return make
 

@@ -29,11 +29,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def one_run(backend: str) -> dict[str, float]:
     from rlkit_dpo.config import DPOSettings
-    from rlkit_dpo.native import NativeTrainer
+    from rlkit_dpo.native import NativeDPOTrainer
     from rlkit_dpo.trl_backend import TRLTrainer
 
     start = time.perf_counter()
-    trainer = {"native": NativeTrainer, "trl": TRLTrainer}[backend](DPOSettings())
+    trainer = {"native": NativeDPOTrainer, "trl": TRLTrainer}[backend](DPOSettings())
     trainer.snapshot_reference()
     summary = trainer.train()
     result = trainer.evaluate()

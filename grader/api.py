@@ -23,7 +23,7 @@ import numpy as np
 
 from grader import store
 from grader.judges import judge, recognize
-from grader.model import HIDDEN, PUBLIC, CallData, CheckData, ExerciseVectors, Outcome
+from grader.records import HIDDEN, PUBLIC, CallData, CheckData, ExerciseVectors, Outcome
 from grader.report import CheckResult, ExerciseReport, Report
 
 BUNDLE_DIR = "checks"

@@ -202,7 +202,7 @@ def _results(
     paths: Sequence[Path], options: Options, names: Sequence[str]
 ) -> Iterator[tuple[int, Any]]:
     from grader import api
-    from grader.model import HIDDEN
+    from grader.records import HIDDEN
 
     return api.check_workspaces(
         [str(p) for p in paths],

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from grader.model import CallData, CheckData, Outcome
+from grader.records import CallData, CheckData, Outcome
 
 #: (rtol, atol floor) per dtype; "loose" is for extreme inputs and long sequences.
 TOLERANCES = {

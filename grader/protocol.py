@@ -20,7 +20,7 @@ A call request is ``{"function", "args": [spec], "kwargs": {name: spec}, "grad_w
 "cotangents": [array key or None], "grad_mode": "inference" (optional)}`` with a spec
 ``{"array": key}`` or ``{"value": x}``. A call record is ``{"ok", "error", "error_kind",
 "container", "outputs": [...], "grads": {position: key or None}, "grad_error", "modified",
-"seconds"}`` (see ``grader.model.Outcome.from_meta``).
+"seconds"}`` (see ``grader.records.Outcome.from_meta``).
 
 This file is imported by the runner inside the sandbox, so it needs only the standard library
 and numpy.

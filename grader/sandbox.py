@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from grader import protocol
-from grader.model import CallData, Outcome
+from grader.records import CallData, Outcome
 
 DEFAULT_LIMITS: dict[str, float] = {
     "call_s": 5,  # one call (an infinite loop costs this much, once per function)

@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from grader.model import PUBLIC, VISIBILITIES
+from grader.records import PUBLIC, VISIBILITIES
 
 #: The generic judges the engine knows (see grader/judges.py). Params go next to "kind". A
 #: judge specific to one exercise is named by import path instead, ``"pkg.module:function"``,
 #: and lives beside that exercise's checks (see ``grader/judges.py`` for its signature).
-JUDGES = ("structure", "values", "grads", "no_grad_leak", "detached", "no_inplace")
+GENERIC_JUDGES = ("structure", "values", "grads", "no_grad_leak", "detached", "no_inplace")
 
 #: ``Call.grad_mode`` values: "" (autograd on, the default) or "inference" (the call runs under
 #: ``torch.inference_mode()``, so a function that needs autograd fails, as its contract says).
@@ -78,9 +78,9 @@ class Check:
         if self.visibility not in VISIBILITIES:
             raise ValueError(f"{self.name}: visibility must be one of {VISIBILITIES}")
         kind = self.judge.get("kind")
-        if kind not in JUDGES and not is_judge_path(kind):
+        if kind not in GENERIC_JUDGES and not is_judge_path(kind):
             raise ValueError(
-                f"{self.name}: unknown judge {kind!r}; use one of {', '.join(JUDGES)} or an "
+                f"{self.name}: unknown judge {kind!r}; use one of {', '.join(GENERIC_JUDGES)} or an "
                 "import path 'package.module:function'"
             )
 

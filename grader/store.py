@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from grader.model import PUBLIC, CallData, CheckData, ExerciseVectors, Outcome
+from grader.records import PUBLIC, CallData, CheckData, ExerciseVectors, Outcome
 from grader.spec import Check, Mistake
 
 FORMAT = 1
@@ -120,7 +120,9 @@ class ArrayTable:
         return lambda a: self.put(a, f"{prefix}.{next(count)}")
 
 
-def pack(arrays: Mapping[str, np.ndarray]) -> tuple[dict[str, list[Any]], dict[str, np.ndarray]]:
+def pack_arrays(
+    arrays: Mapping[str, np.ndarray],
+) -> tuple[dict[str, list[Any]], dict[str, np.ndarray]]:
     """Many small arrays → one flat buffer per dtype + an index (fast to load)."""
     index: dict[str, list[Any]] = {}
     parts: dict[str, list[np.ndarray]] = {}
@@ -161,7 +163,7 @@ def load(stem: Path) -> ExerciseVectors:
 
 def write(doc: Mapping[str, Any], arrays: Mapping[str, np.ndarray], stem: Path) -> None:
     stem.parent.mkdir(parents=True, exist_ok=True)
-    index, buffers = pack(arrays)
+    index, buffers = pack_arrays(arrays)
     text = json.dumps({**doc, "arrays": index}, indent=None, separators=(",", ":"))
     stem.with_name(stem.name + SUFFIX_JSON).write_text(text + "\n")
     np.savez_compressed(stem.with_name(stem.name + SUFFIX_NPZ), **buffers)

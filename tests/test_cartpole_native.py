@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from rlkit_cartpole.env import evaluate_actions, make_vec_env
-from rlkit_cartpole.native import NativeTrainer, gae_segments, make_config
+from rlkit_cartpole.native import NativeCartPoleTrainer, gae_segments, make_config
 from rlkit_cartpole.policy import CartPolePolicy
 
 from rlkit.errors import UsageError
@@ -80,7 +80,7 @@ def test_gae_segments_bootstraps_truncation_but_not_termination() -> None:
 
 @pytest.mark.parametrize("algo", ["ppo", "reinforce"])
 def test_short_training_logs_the_scissors_metrics(algo: str) -> None:
-    trainer = NativeTrainer(make_config(algo, timesteps=3000, seed=1))
+    trainer = NativeCartPoleTrainer(make_config(algo, timesteps=3000, seed=1))
     recorder = Recorder()
     summary = trainer.train([recorder])
     assert recorder.started == recorder.ended == 1
@@ -98,7 +98,7 @@ def test_short_training_logs_the_scissors_metrics(algo: str) -> None:
 def test_same_seed_same_curve_other_seed_other_curve() -> None:
     def curve(seed: int) -> list[dict[str, float]]:
         recorder = Recorder()
-        NativeTrainer(make_config("ppo", timesteps=2048, seed=seed)).train([recorder])
+        NativeCartPoleTrainer(make_config("ppo", timesteps=2048, seed=seed)).train([recorder])
         return recorder.rows
 
     first, again, other = curve(7), curve(7), curve(8)
@@ -109,7 +109,7 @@ def test_same_seed_same_curve_other_seed_other_curve() -> None:
 def test_ppo_learns_to_balance() -> None:
     """A real (short) training: after 20k steps the deterministic policy beats random play
     (about 20) by far."""
-    trainer = NativeTrainer(make_config("ppo", timesteps=20_000, seed=0))
+    trainer = NativeCartPoleTrainer(make_config("ppo", timesteps=20_000, seed=0))
     trainer.train()
     result = trainer.evaluate(episodes=5)
     assert result.metrics["mean_reward"] > 150
@@ -117,7 +117,7 @@ def test_ppo_learns_to_balance() -> None:
 
 
 def test_callback_can_stop_training() -> None:
-    trainer = NativeTrainer(make_config("reinforce", timesteps=10**6))
+    trainer = NativeCartPoleTrainer(make_config("reinforce", timesteps=10**6))
     recorder = Recorder(stop_after=2)
     trainer.train([recorder])
     assert len(recorder.rows) == 2 and trainer.updates == 2 and not trainer.stop_requested
@@ -129,12 +129,12 @@ def test_ctrl_c_stops_cleanly_and_checkpoint_resumes(tmp_path: Path) -> None:
             if trainer.updates == 3:
                 trainer.request_stop()
 
-    trainer = NativeTrainer(make_config("ppo", timesteps=10**6, seed=2))
+    trainer = NativeCartPoleTrainer(make_config("ppo", timesteps=10**6, seed=2))
     trainer.train([CtrlC()])
     assert trainer.stop_requested and trainer.updates == 3
     assert trainer.progress().done == trainer.timesteps == 3 * 16 * 32
     trainer.save(tmp_path)
-    loaded = NativeTrainer.load(tmp_path)
+    loaded = NativeCartPoleTrainer.load(tmp_path)
     assert loaded.timesteps == trainer.timesteps and loaded.updates == 3
     for a, b in zip(trainer.policy.parameters(), loaded.policy.parameters()):
         assert torch.equal(a, b)
@@ -152,7 +152,7 @@ def test_bad_settings_are_usage_errors(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="unknown setting"):
         make_config("ppo", bogus=1)
     with pytest.raises(UsageError, match="no usable native checkpoint"):
-        NativeTrainer.load(tmp_path)
+        NativeCartPoleTrainer.load(tmp_path)
 
 
 def test_vec_env_is_gymnasiums_cartpole_with_next_step_autoreset() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from rlkit_cartpole.native import NativeTrainer, make_config
+from rlkit_cartpole.native import NativeCartPoleTrainer, make_config
 
 from rlkit.cli import cli
 from rlkit.interfaces import Callback
@@ -195,7 +195,7 @@ def test_student_and_solution_give_the_same_first_updates(tmp_path: Path) -> Non
     for impl in ("solution", "student"):
         recorder = FirstRows()
         path = str(work) if impl == "student" else None
-        NativeTrainer(make_config("ppo", impl=impl, path=path, seed=5)).train([recorder])
+        NativeCartPoleTrainer(make_config("ppo", impl=impl, path=path, seed=5)).train([recorder])
         rows[impl] = recorder.rows
     for ours, theirs in zip(rows["solution"], rows["student"]):
         assert ours.keys() == theirs.keys()

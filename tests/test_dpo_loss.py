@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from rlkit_dpo.config import DPOSettings
-from rlkit_dpo.data import DEFAULT_TRAIN, collate, encode_pairs, load_jsonl, pack
+from rlkit_dpo.data import DEFAULT_TRAIN, collate, encode_pairs, load_jsonl, pack_pairs
 from rlkit_dpo.model import load_model
 from rlkit_dpo.objective import DPOObjective
 from rlkit_dpo.policy import LanguageModelPolicy
@@ -78,7 +78,7 @@ def rows():
 
 def native_loss(policy_model, reference_model, tokenizer, rows, functions, beta=0.1):
     """rlkit's native path: packed batch, reference log-probs from the reference model."""
-    batch = pack(encode_pairs(tokenizer, rows), tokenizer.pad_token_id, 256)
+    batch = pack_pairs(encode_pairs(tokenizer, rows), tokenizer.pad_token_id, 256)
     with torch.no_grad():
         ref = LanguageModelPolicy(reference_model, tokenizer, functions.sequence_log_probs)
         batch["ref_chosen_logps"], batch["ref_rejected_logps"] = ref.packed_log_probs(batch).chunk(
@@ -169,7 +169,7 @@ def test_packed_batch_equals_two_sequences(models, rows) -> None:
     lm = LanguageModelPolicy(policy, tokenizer, functions.sequence_log_probs)
     pairs = encode_pairs(tokenizer, rows)
     with torch.no_grad():
-        packed = lm.packed_log_probs(pack(pairs, tokenizer.pad_token_id, 256))
+        packed = lm.packed_log_probs(pack_pairs(pairs, tokenizer.pad_token_id, 256))
         batch = collate(pairs, tokenizer.pad_token_id, 256)
         plain = lm.completion_log_probs(
             batch["input_ids"], batch["attention_mask"], batch["completion_mask"]

@@ -14,7 +14,7 @@ import pytest
 import torch
 from conftest import rlkit_cmd
 from rlkit_dpo.config import DPOSettings
-from rlkit_dpo.native import NativeTrainer
+from rlkit_dpo.native import NativeDPOTrainer
 from rlkit_dpo.trl_backend import TRLTrainer
 from test_dpo_loss import STUDENT_DPO, write_student_workspace
 
@@ -129,7 +129,7 @@ def test_unfinished_exercise_stops_in_one_line(tmp_path: Path, backend: str) -> 
     assert not run.exists()
 
 
-@pytest.mark.parametrize("trainer_cls", [NativeTrainer, TRLTrainer], ids=["native", "trl"])
+@pytest.mark.parametrize("trainer_cls", [NativeDPOTrainer, TRLTrainer], ids=["native", "trl"])
 def test_default_run_reaches_90_percent(trainer_cls: type) -> None:
     """The default settings on the default task: about half polite before, >= 90% after."""
     threads = torch.get_num_threads()
@@ -150,7 +150,7 @@ def test_default_run_reaches_90_percent(trainer_cls: type) -> None:
 def test_eval_needs_a_trained_model(tmp_path: Path) -> None:
     run = Run.create(tmp_path / "run", "dpo", "native", DPOSettings().to_dict())
     with pytest.raises(UsageError, match="no trained model"):
-        NativeTrainer.load(run.model_dir, DPOSettings())
+        NativeDPOTrainer.load(run.model_dir, DPOSettings())
 
 
 def test_models_build_prints_where(tmp_path: Path) -> None:

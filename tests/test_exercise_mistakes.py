@@ -10,7 +10,7 @@ import importlib
 import pytest
 
 from grader.api import check_module, mistakes_suite
-from grader.model import HIDDEN, PUBLIC
+from grader.records import HIDDEN, PUBLIC
 from rlkit.plugins import get_exercises
 
 EXERCISES = {name: ex for name, ex in get_exercises().items() if ex.solution is not None}

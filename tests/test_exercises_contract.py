@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from grader import store
-from grader.model import HIDDEN, PUBLIC
+from grader.records import HIDDEN, PUBLIC
 from rlkit.plugins import get_exercises
 
 EXERCISES = get_exercises()

@@ -13,7 +13,7 @@ import solutions.ppo
 import solutions.reinforce
 from grader import check_function, check_module
 from grader.judges import close, digits_to_differ, fmt
-from grader.model import HIDDEN, Outcome, Output
+from grader.records import HIDDEN, Outcome, Output
 
 
 def test_check_function_grades_one_function_in_process() -> None:

@@ -95,7 +95,7 @@ def test_pack_round_trip_keeps_zero_dim_arrays_and_dtypes() -> None:
         "c": np.array([True, False]),
         "d": np.zeros((0, 2)),
     }
-    index, buffers = store.pack(arrays)
+    index, buffers = store.pack_arrays(arrays)
     back = store.unpack(index, buffers)
     for k, a in arrays.items():
         assert back[k].dtype == a.dtype and back[k].shape == a.shape

@@ -14,10 +14,10 @@ import pytest
 from conftest import rlkit_cmd
 
 from grader.api import load_vectors, select_exercises
-from grader.model import HIDDEN, PUBLIC
 from grader.notebooks import feedback
 from grader.notebooks.course import build_course
 from grader.notebooks.source import load_exercise_source, module_file
+from grader.records import HIDDEN, PUBLIC
 
 
 @pytest.fixture(scope="module")

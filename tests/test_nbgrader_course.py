@@ -21,7 +21,7 @@ import pytest
 from conftest import rlkit_cmd
 
 from grader.api import check_module, select_exercises
-from grader.model import HIDDEN
+from grader.records import HIDDEN
 
 BIN = Path(sys.executable).parent
 ASSIGNMENT = "week1"

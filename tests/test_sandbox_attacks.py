@@ -23,7 +23,7 @@ import psutil
 import pytest
 
 from grader.api import check_workspaces
-from grader.model import HIDDEN
+from grader.records import HIDDEN
 from grader.sandbox import find_bwrap
 
 ROOT = Path(__file__).resolve().parent.parent

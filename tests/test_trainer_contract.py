@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from grader.api import load_vectors, mistakes_suite
-from grader.model import PUBLIC, CallData
+from grader.records import PUBLIC, CallData
 from rlkit.plugins import get_exercises
 
 Signature = tuple[tuple[str, str, Any], ...]
@@ -68,13 +68,13 @@ def trainer_calls() -> dict[str, set[Signature]]:
 
             patch.setattr(module, function, functools.wraps(original)(record))
     try:
-        from rlkit_cartpole.native import NativeTrainer as CartPoleTrainer
+        from rlkit_cartpole.native import NativeCartPoleTrainer as CartPoleTrainer
         from rlkit_cartpole.native import make_config
 
         CartPoleTrainer(make_config("ppo", timesteps=512, seed=0)).train([])
         CartPoleTrainer(make_config("reinforce", timesteps=100, seed=0)).train([])
         from rlkit_dpo.config import DPOSettings
-        from rlkit_dpo.native import NativeTrainer as DPOTrainer
+        from rlkit_dpo.native import NativeDPOTrainer as DPOTrainer
 
         DPOTrainer(DPOSettings(max_steps=1, per_device_train_batch_size=4, eval_prompts=0)).train()
     finally:
@@ -118,12 +118,12 @@ def test_every_trainer_call_is_one_the_public_checks_make(exercise, trainer_call
 def test_a_gae_written_with_bool_operations_trains(alternative: str, monkeypatch) -> None:
     """Correct answers that rely on ``dones`` being bool (``~dones``, ``torch.where``) pass the
     checks, so they must train too."""
-    from rlkit_cartpole.native import NativeTrainer, make_config
+    from rlkit_cartpole.native import NativeCartPoleTrainer, make_config
 
     suite = mistakes_suite("ppo")
     gae = next(a.impl for a in suite.ALTERNATIVES if a.name == alternative)
     monkeypatch.setattr(importlib.import_module("solutions.ppo"), "gae", gae)
-    summary = NativeTrainer(make_config("ppo", timesteps=1024, seed=0)).train([])
+    summary = NativeCartPoleTrainer(make_config("ppo", timesteps=1024, seed=0)).train([])
     assert summary["timesteps"] >= 1024 and torch.isfinite(torch.tensor(summary["value_loss"]))
 
 

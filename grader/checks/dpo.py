@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from grader.model import HIDDEN
+from grader.records import HIDDEN
 from grader.spec import FLOATS, Call, Check, ints, normal, scalar_cot
 
 #: the documented names of the outputs, for feedback

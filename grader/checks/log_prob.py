@@ -16,7 +16,7 @@ from grader.judges import (
     tolerance,
     values_problem,
 )
-from grader.model import HIDDEN, CheckData
+from grader.records import HIDDEN, CheckData
 from grader.spec import FLOATS, Call, Check, ints, normal
 
 #: exercise-specific judges below are named by import path in the checks

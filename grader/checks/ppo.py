@@ -15,7 +15,7 @@ from grader.judges import (
     mismatch,
     tolerance,
 )
-from grader.model import HIDDEN, CallData, CheckData, Outcome
+from grader.records import HIDDEN, CallData, CheckData, Outcome
 from grader.spec import FLOATS, Call, Check, normal, scalar_cot
 
 HERE = __name__

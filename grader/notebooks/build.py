@@ -35,7 +35,7 @@ class FunctionPoints:
 def points_by_function(exercise: Any) -> dict[str, FunctionPoints]:
     """Each function's public and hidden points, from the stored checks (as the grader counts)."""
     from grader.api import load_vectors
-    from grader.model import HIDDEN, PUBLIC
+    from grader.records import HIDDEN, PUBLIC
 
     vectors = load_vectors(exercise, hidden=True)
     out = {}

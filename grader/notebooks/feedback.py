@@ -217,7 +217,7 @@ def _run(
     watch: CellWatch | None,
 ) -> tuple[int, str, int]:
     """(max points, feedback text, points)."""
-    from grader.model import HIDDEN, PUBLIC
+    from grader.records import HIDDEN, PUBLIC
     from rlkit.errors import RlkitError
 
     visibility = HIDDEN if hidden else PUBLIC

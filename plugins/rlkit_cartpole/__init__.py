@@ -30,9 +30,9 @@ TRAINERS = (
      "Stable-Baselines3 with the course's settings"),
     ("sb3", "a2c", "rlkit_cartpole.sb3:SB3Trainer", "SB3Config", (), ("value_loss",),
      "Stable-Baselines3 with the course's settings"),
-    ("native", "ppo", "rlkit_cartpole.native:NativeTrainer", "PPOConfig", ("log_prob", "ppo"),
+    ("native", "ppo", "rlkit_cartpole.native:NativeCartPoleTrainer", "PPOConfig", ("log_prob", "ppo"),
      ("value_loss", "approx_kl"), "rlkit's own loop on the exercise functions (--path: yours)"),
-    ("native", "reinforce", "rlkit_cartpole.native:NativeTrainer", "ReinforceConfig",
+    ("native", "reinforce", "rlkit_cartpole.native:NativeCartPoleTrainer", "ReinforceConfig",
      ("log_prob", "reinforce"), (), "rlkit's own loop on the exercise functions (--path: yours)"),
 )  # fmt: skip
 

@@ -52,7 +52,7 @@ CHECKPOINT = "checkpoint.pt"
 TRAINER_JSON = "trainer.json"
 
 
-class NativeTrainer(Trainer):
+class NativeCartPoleTrainer(Trainer):
     """Trains the course's CartPole policy with the exercise functions (solution or student)."""
 
     task = "cartpole"
@@ -304,7 +304,7 @@ class NativeTrainer(Trainer):
             partial.write_text(json.dumps(info, indent=2) + "\n")
 
     @classmethod
-    def load(cls, path: Path, settings: NativeConfig | None = None) -> NativeTrainer:
+    def load(cls, path: Path, settings: NativeConfig | None = None) -> NativeCartPoleTrainer:
         """Rebuild from ``save``'s folder, with ``settings`` (the run's; None: the saved ones)."""
         path = Path(path)
         try:

@@ -36,7 +36,7 @@ def check_command(exercises: tuple[str, ...], path: Path, as_json: bool, hidden:
     otherwise, 2 on usage errors.
     """
     from grader.api import check_workspace
-    from grader.model import HIDDEN, PUBLIC
+    from grader.records import HIDDEN, PUBLIC
 
     report = check_workspace(path, exercises, HIDDEN if hidden else PUBLIC)
     if as_json:

@@ -16,7 +16,7 @@ TASK = "dpo"
 #: backend → trainer import path
 TRAINERS = {
     "trl": "rlkit_dpo.trl_backend:TRLTrainer",
-    "native": "rlkit_dpo.native:NativeTrainer",
+    "native": "rlkit_dpo.native:NativeDPOTrainer",
 }
 DESCRIPTIONS = {
     "trl": "TRL's DPOTrainer as in the course (--path: your loss inside TRL)",

@@ -27,7 +27,7 @@ from rlkit_dpo.data import DEFAULT_HELDOUT, DEFAULT_TRAIN, as_text, load_jsonl, 
 from rlkit_dpo.model import load_model, resolve_model
 from rlkit_dpo.policy import LanguageModelPolicy
 
-JUDGES = ("polite", "none")
+COMPLETION_JUDGES = ("polite", "none")
 OPTIMIZERS = ("sgd", "adamw")
 EVAL_FILE = "eval.json"
 
@@ -289,8 +289,8 @@ def _validate(s: DPOSettings) -> None:
         raise UsageError(f"--impl must be one of {', '.join(IMPLS)}, not {s.impl!r}")
     if s.optim not in OPTIMIZERS:
         raise UsageError(f"--optim must be one of {', '.join(OPTIMIZERS)}, not {s.optim!r}")
-    if s.judge not in JUDGES:
-        raise UsageError(f"--judge must be one of {', '.join(JUDGES)}, not {s.judge!r}")
+    if s.judge not in COMPLETION_JUDGES:
+        raise UsageError(f"--judge must be one of {', '.join(COMPLETION_JUDGES)}, not {s.judge!r}")
     for name in ("beta", "learning_rate"):
         if not getattr(s, name) > 0:
             raise UsageError(f"{FLAGS[name]} must be positive, not {getattr(s, name)}")

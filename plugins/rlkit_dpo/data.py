@@ -235,7 +235,9 @@ def collate(pairs: list[EncodedPair], pad_token_id: int, max_length: int | None)
     }
 
 
-def pack(pairs: list[EncodedPair], pad_token_id: int, max_length: int | None) -> dict[str, Any]:
+def pack_pairs(
+    pairs: list[EncodedPair], pad_token_id: int, max_length: int | None
+) -> dict[str, Any]:
     """Each pair as ONE row, its prompt once: ``prompt chosen rejected``, right-padded.
 
     A mask lets each answer attend to the prompt and to itself only, and the position ids of

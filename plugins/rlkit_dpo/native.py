@@ -5,7 +5,7 @@
        with the model as it is before training: the reference is frozen, so recomputing them
        every step (as TRL does by default) would only burn time, and no second model is kept;
     3. for each batch: log π(y|x) = sequence_log_probs of the completions (the policy), each
-       pair packed as one ``prompt chosen rejected`` row (``data.pack``: the prompt is computed
+       pair packed as one ``prompt chosen rejected`` row (``data.pack_pairs``: the prompt is computed
        once, not twice; the last token of each answer, which predicts nothing, not fed; the LM
        head only on the columns that predict answer tokens), then the DPO Objective built on
        ``dpo_loss``, backward, clip, step. Each of these computes exactly the same loss.
@@ -32,7 +32,7 @@ from rlkit.interfaces import Callback, notify_metrics
 from rlkit.runs import written_whole
 from rlkit_dpo.base import DPOTrainerBase
 from rlkit_dpo.config import DPOSettings
-from rlkit_dpo.data import EncodedPair, drop_too_long, encode_pairs, pack
+from rlkit_dpo.data import EncodedPair, drop_too_long, encode_pairs, pack_pairs
 from rlkit_dpo.objective import DPOObjective
 from rlkit_dpo.policy import LanguageModelPolicy
 
@@ -41,7 +41,7 @@ REFERENCE_BATCH = 64
 TRAINING_STATE = "training_state.pt"
 
 
-class NativeTrainer(DPOTrainerBase):
+class NativeDPOTrainer(DPOTrainerBase):
     """DPO on rlkit's interfaces: a LanguageModelPolicy and a DPOObjective."""
 
     backend = "native"
@@ -96,7 +96,7 @@ class NativeTrainer(DPOTrainerBase):
             permutation = torch.randperm(len(pairs), generator=order)
             for first in range(skip, len(pairs), s.per_device_train_batch_size):
                 index = permutation[first : first + s.per_device_train_batch_size]
-                batch = pack([pairs[i] for i in index], pad, s.max_length)
+                batch = pack_pairs([pairs[i] for i in index], pad, s.max_length)
                 batch = to_device(batch, self.device)
                 batch["ref_chosen_logps"] = ref_chosen[index]
                 batch["ref_rejected_logps"] = ref_rejected[index]
@@ -166,7 +166,7 @@ class NativeTrainer(DPOTrainerBase):
         chosen, rejected = chosen.to(self.device), rejected.to(self.device)
         for first in range(0, len(pairs), REFERENCE_BATCH):
             index = order[first : first + REFERENCE_BATCH]
-            batch = pack(
+            batch = pack_pairs(
                 [pairs[i] for i in index], self.tokenizer.pad_token_id, self.settings.max_length
             )
             logps = policy.packed_log_probs(to_device(batch, self.device))

@@ -34,7 +34,7 @@ class DPOObjective(Objective):
     def __call__(
         self, policy: LanguageModelPolicy, batch: Mapping[str, Any]
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        if "packed_ids" in batch:  # data.pack: each prompt once
+        if "packed_ids" in batch:  # data.pack_pairs: each prompt once
             logps = policy.packed_log_probs(batch)
         else:  # data.collate: [chosen; rejected] sequences
             logps = policy.completion_log_probs(

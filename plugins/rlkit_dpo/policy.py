@@ -36,7 +36,7 @@ class LanguageModelPolicy(Policy):
         return self.sequence_log_probs(logits, input_ids, completion_mask)
 
     def packed_log_probs(self, batch: dict[str, Any]) -> torch.Tensor:
-        """log π(y|x) of a batch from ``data.pack``: one forward pass over the packed rows, the
+        """log π(y|x) of a batch from ``data.pack_pairs``: one forward pass over the packed rows, the
         LM head on the columns that predict answer tokens only (``logits_to_keep``), those
         logits laid out as ``[2B, L', V]`` again, then ``sequence_log_probs``. → [2B]."""
         kept = batch["logits_to_keep"]

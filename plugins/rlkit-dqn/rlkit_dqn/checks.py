@@ -12,7 +12,7 @@ crashing on a shape mismatch.
 from __future__ import annotations
 
 import numpy as np
-from grader.model import HIDDEN
+from grader.records import HIDDEN
 from grader.spec import FLOATS, Call, Check, ints, normal, scalar_cot
 
 GAMMAS = (0.99, 0.9, 0.5, 1.0)
