@@ -16,9 +16,7 @@ A plugin registers a trainer with its settings (``my_plugin/__init__.py``; keep 
 things by import path so ``rlkit --help`` never imports torch)::
 
     from rlkit import hookimpl
-    from rlkit.precheck import precheck
-from rlkit.registry import TrainerSpec
-from rlkit.train_command import SHARED, names, resume_flags, settings_fields
+    from rlkit.registry import TrainerSpec
 
     @hookimpl
     def register_trainers(register):
