@@ -43,6 +43,13 @@ def written_whole(path: Path) -> Iterator[Path]:
     os.replace(partial, path)
 
 
+def write_json(path: Path, data: Any) -> None:
+    """``data`` as indented JSON, written whole: a trainer's ``trainer.json``, a run's
+    ``config.json``."""
+    with written_whole(Path(path)) as partial:
+        partial.write_text(json.dumps(data, indent=2) + "\n")
+
+
 _VERSIONED = ("rlkit", "torch", "gymnasium", "numpy", "stable-baselines3", "trl", "transformers")
 
 
@@ -134,7 +141,7 @@ class Run(Callback):
         return run
 
     def save_config(self) -> None:
-        (self.path / CONFIG).write_text(json.dumps(self.config, indent=2) + "\n")
+        write_json(self.path / CONFIG, self.config)
 
     # -- paths -----------------------------------------------------------------------------
     @property

@@ -58,6 +58,22 @@ def evaluate_actions(
         envs.close()
 
 
+def evaluate_greedy(
+    act: Callable[[np.ndarray], np.ndarray],
+    episodes: int,
+    seed: int,
+    threads: int,
+    video: Path | None = None,
+) -> Evaluation:
+    """The native trainers' evaluation: ``episodes`` episodes side by side on ``threads`` torch
+    threads (seeds apart from training's), the course's ``Mean reward`` line, and a GIF."""
+    from rlkit_cartpole.runtime import torch_threads
+
+    with torch_threads(threads):
+        returns = evaluate_actions(act, episodes, seed=10_000 + seed)
+        return evaluation(returns, act, video, seed=seed)
+
+
 def evaluation(
     returns: np.ndarray,
     act: Callable[[np.ndarray], np.ndarray],

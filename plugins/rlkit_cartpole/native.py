@@ -35,8 +35,8 @@ import torch
 
 from rlkit.errors import UsageError
 from rlkit.interfaces import Callback, Evaluation, Progress, Trainer, notify_metrics
-from rlkit.runs import written_whole
-from rlkit_cartpole.env import evaluate_actions, evaluation, make_vec_env
+from rlkit.runs import write_json, written_whole
+from rlkit_cartpole.env import evaluate_greedy, make_vec_env
 from rlkit_cartpole.objectives import GaeSegment, PPOObjective, ReinforceObjective
 from rlkit_cartpole.policy import CartPolePolicy
 from rlkit_cartpole.runtime import torch_threads
@@ -277,9 +277,7 @@ class NativeCartPoleTrainer(Trainer):
         """``episodes`` (default 10) deterministic episodes side by side; the course's
         ``Mean reward`` line."""
         episodes = 10 if episodes is None else episodes
-        with torch_threads(self.config.threads):
-            returns = evaluate_actions(self.act, episodes, seed=10_000 + self.config.seed)
-            return evaluation(returns, self.act, video, seed=self.config.seed)
+        return evaluate_greedy(self.act, episodes, self.config.seed, self.config.threads, video)
 
     # -- checkpoints -----------------------------------------------------------------------
     def save(self, path: Path) -> None:
@@ -300,8 +298,7 @@ class NativeCartPoleTrainer(Trainer):
         }
         with written_whole(path / CHECKPOINT) as partial:
             torch.save(state, partial)
-        with written_whole(path / TRAINER_JSON) as partial:
-            partial.write_text(json.dumps(info, indent=2) + "\n")
+        write_json(path / TRAINER_JSON, info)
 
     @classmethod
     def load(cls, path: Path, settings: NativeConfig | None = None) -> NativeCartPoleTrainer:

@@ -27,7 +27,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from rlkit.errors import UsageError
 from rlkit.interfaces import Callback, Evaluation, Progress, Trainer, notify_metrics
-from rlkit.runs import written_whole
+from rlkit.runs import write_json, written_whole
 from rlkit_cartpole.env import evaluation, make_env
 from rlkit_cartpole.runtime import torch_threads
 from rlkit_cartpole.settings import SB3Config
@@ -187,8 +187,7 @@ class SB3Trainer(Trainer):
         with written_whole(path / MODEL_ZIP) as partial:
             self.model.save(partial)
         info = {"config": asdict(self.config), "timesteps": self.timesteps}
-        with written_whole(path / TRAINER_JSON) as partial:
-            partial.write_text(json.dumps(info, indent=2) + "\n")
+        write_json(path / TRAINER_JSON, info)
 
     @classmethod
     def load(cls, path: Path, settings: SB3Config | None = None) -> SB3Trainer:

@@ -41,7 +41,7 @@ import torch
 from rlkit import interfaces
 from rlkit.errors import UsageError
 from rlkit.interfaces import Callback, Evaluation, Trainer, notify_metrics
-from rlkit.runs import written_whole
+from rlkit.runs import write_json, written_whole
 from rlkit_cartpole.runtime import torch_threads
 from torch import nn
 
@@ -294,11 +294,9 @@ class DQNTrainer(Trainer):
         """``episodes`` (default 10) greedy episodes side by side; the course's line
         ``Mean reward: X +/- Y``."""
         episodes = episodes or 10
-        from rlkit_cartpole.env import evaluate_actions, evaluation
+        from rlkit_cartpole.env import evaluate_greedy
 
-        with torch_threads(self.settings.threads):
-            returns = evaluate_actions(self.act, episodes, seed=10_000 + self.settings.seed)
-            return evaluation(returns, self.act, video, seed=self.settings.seed)
+        return evaluate_greedy(self.act, episodes, self.settings.seed, self.settings.threads, video)
 
     # -- checkpoints -----------------------------------------------------------------------
     def save(self, path: Path) -> None:
@@ -321,8 +319,7 @@ class DQNTrainer(Trainer):
         }
         with written_whole(path / CHECKPOINT) as partial:
             torch.save(state, partial)
-        with written_whole(path / TRAINER_JSON) as partial:
-            partial.write_text(json.dumps(info, indent=2) + "\n")
+        write_json(path / TRAINER_JSON, info)
 
     @classmethod
     def load(cls, model_dir: Path, settings: DQNSettings | None = None) -> DQNTrainer:

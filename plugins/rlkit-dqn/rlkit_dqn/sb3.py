@@ -22,7 +22,7 @@ import torch
 from rlkit import interfaces
 from rlkit.errors import UsageError
 from rlkit.interfaces import Callback, Evaluation, Trainer, notify_metrics
-from rlkit.runs import written_whole
+from rlkit.runs import write_json, written_whole
 from rlkit_cartpole.runtime import torch_threads
 from stable_baselines3 import DQN
 from stable_baselines3.common.callbacks import BaseCallback
@@ -131,11 +131,9 @@ class SB3DQNTrainer(Trainer):
         """The same greedy evaluator as the native trainer (default 10 episodes):
         ``Mean reward: X +/- Y``."""
         episodes = episodes or 10
-        from rlkit_cartpole.env import evaluate_actions, evaluation
+        from rlkit_cartpole.env import evaluate_greedy
 
-        with torch_threads(self.settings.threads):
-            returns = evaluate_actions(self.act, episodes, seed=10_000 + self.settings.seed)
-            return evaluation(returns, self.act, video, seed=self.settings.seed)
+        return evaluate_greedy(self.act, episodes, self.settings.seed, self.settings.threads, video)
 
     def save(self, path: Path) -> None:
         path = Path(path)
@@ -143,8 +141,7 @@ class SB3DQNTrainer(Trainer):
         with written_whole(path / MODEL_ZIP) as partial:
             self.model.save(partial)
         info = {"config": asdict(self.settings), "timesteps": self.timesteps}
-        with written_whole(path / TRAINER_JSON) as partial:
-            partial.write_text(json.dumps(info, indent=2) + "\n")
+        write_json(path / TRAINER_JSON, info)
 
     @classmethod
     def load(cls, model_dir: Path, settings: SB3DQNSettings | None = None) -> SB3DQNTrainer:
