@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -41,6 +43,35 @@ def bandit_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
         text=True,
     )
     return target
+
+
+def interrupt_training(
+    args: list[str], run: Path, rows: int, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess:
+    """Start ``rlkit ARGS`` (a training into ``run``), send it a real SIGINT once its
+    metrics.csv has ``rows`` rows, and return what it printed and its exit status."""
+    from rlkit.runs import read_metrics
+
+    exe = Path(sys.executable).with_name("rlkit")
+    proc = subprocess.Popen(
+        [str(exe), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while len(read_metrics(run / "metrics.csv")) < rows:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, f"no {rows} metric rows in {timeout} s"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def rlkit_cmd(

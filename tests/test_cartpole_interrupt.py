@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 from click.testing import CliRunner
-from conftest import rlkit_cmd
+from conftest import interrupt_training, rlkit_cmd
 
 from rlkit.cli import cli
 from rlkit.runs import read_metrics
@@ -20,35 +17,10 @@ from rlkit.runs import read_metrics
 
 def test_ctrl_c_in_a_real_process_then_eval_and_resume(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    exe = Path(sys.executable).with_name("rlkit")
-    proc = subprocess.Popen(
-        [
-            str(exe),
-            "train",
-            "cartpole",
-            "--backend",
-            "native",
-            "--timesteps",
-            "100000000",
-            "--out",
-            str(run),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while len(read_metrics(run / "metrics.csv")) < 3:
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "training never logged a row"
-            time.sleep(0.1)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, err
+    args = ["train", "cartpole", "--backend", "native", "--timesteps", "100000000"]
+    stopped = interrupt_training([*args, "--out", str(run)], run, rows=3)
+    err = stopped.stderr
+    assert stopped.returncode == 130, err
     assert "Traceback" not in err
     message = err.strip().splitlines()[-1].split("\r")[-1]
     assert message.startswith("Interrupted at ") and f"--resume {run}" in message

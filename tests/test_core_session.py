@@ -8,16 +8,14 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
-import time
 import types
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import ROOT
+from conftest import ROOT, interrupt_training
 
 from rlkit import hookimpl, plugins
 from rlkit.cli import cli
@@ -270,27 +268,11 @@ def test_bandit_plugin_gets_ctrl_c_and_resume(bandit_plugin: Path, tmp_path: Pat
     a real SIGINT stops it after a step, saves and exits 130; `--resume` continues to exactly
     the run never interrupted, which learns the better arm; `rlkit eval` evaluates it."""
     run = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": str(bandit_plugin), "TQDM_DISABLE": "1"}
-    exe = Path(sys.executable).with_name("rlkit")
-    proc = subprocess.Popen(
-        [str(exe), "train", "bandit", "--steps", "1000000", "--out", str(run)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while len(read_metrics(run / "metrics.csv")) < 5:
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the bandit never logged a step"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, err
+    env = {"PYTHONPATH": str(bandit_plugin), "TQDM_DISABLE": "1"}
+    args = ["train", "bandit", "--steps", "1000000", "--out", str(run)]
+    stopped = interrupt_training(args, run, rows=5, env=env, timeout=30)
+    err = stopped.stderr
+    assert stopped.returncode == 130, err
     assert "Traceback" not in err
     done = len(read_metrics(run / "metrics.csv"))
     assert err.strip().splitlines()[-1] == (
