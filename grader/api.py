@@ -169,6 +169,27 @@ def _unique(calls: Sequence[CallData]) -> tuple[list[CallData], list[int]]:
     return unique, where
 
 
+def _key(call: CallData) -> str:
+    return json.dumps(call.request(), sort_keys=True)
+
+
+def _by_visibility(checks: Sequence[CheckData]) -> tuple[Any, Any]:
+    """The unique calls of public checks, and those only hidden checks make: each as
+    ``(calls, {request key: index})``."""
+    public: dict[str, CallData] = {}
+    for check in checks:
+        if check.visibility == PUBLIC:
+            for call in check.calls:
+                public.setdefault(_key(call), call)
+    hidden: dict[str, CallData] = {}
+    for check in checks:
+        if check.visibility != PUBLIC:
+            for call in check.calls:
+                if _key(call) not in public:
+                    hidden.setdefault(_key(call), call)
+    return tuple((list(d.values()), {k: i for i, k in enumerate(d)}) for d in (public, hidden))
+
+
 def _workspace_problem(folder: Path, selected: Sequence[Any]) -> str | None:
     """Why ``folder`` cannot be graded at all (one line), or None."""
     if not folder.is_dir():
@@ -192,7 +213,7 @@ def _grade_workspace(
     through links) and their sources sent to the sandbox; verdicts are computed here.
     ``own_checks``: a student bundle's ``checks/`` may supply the vectors (self-checks); never
     when grading, where a submission could ship its own expected values."""
-    from grader.sandbox import Job, read_source, submission_files
+    from grader.sandbox import Job, JobResult, read_source, submission_files
     from rlkit.errors import RlkitError
 
     start = time.perf_counter()
@@ -209,7 +230,9 @@ def _grade_workspace(
             continue
         checks = vectors.select(visibility)
         file = folder / f"{ex.name}.py"
-        unique, where = _unique([c for check in checks for c in check.calls])
+        # Calls only hidden checks make run in a worker of their own: their inputs never share
+        # a process with the public calls, whose text the student sees.
+        public, hidden = _by_visibility(checks)
         problem = None
         if not (file.exists() or file.is_symlink()):
             problem = (
@@ -221,17 +244,29 @@ def _grade_workspace(
                 files[file.name] = read_source(file)
             except ValueError as exc:
                 problem = str(exc)
-        plans.append((ex, vectors, checks, where, problem))
+        plans.append((ex, vectors, checks, public, hidden, problem))
         if problem is None:
-            jobs.append(Job(ex.name, file, unique, vectors.arrays, files))
+            for name, (calls, _) in ((ex.name, public), (f"{ex.name}#hidden", hidden)):
+                if calls:
+                    jobs.append(Job(name, file, calls, vectors.arrays, files, module=ex.name))
     results = box.run(jobs)
-    for ex, vectors, checks, where, problem in plans:
+    empty = JobResult()
+    for ex, vectors, checks, public, hidden, problem in plans:
         if problem is not None:
             report.exercises.append(grade(vectors, checks, [[] for _ in checks], problem))
             continue
-        result = results[ex.name]
-        flat = [result.outcomes[i] for i in where]
-        report.exercises.append(grade(vectors, checks, _split(checks, flat), result.problem))
+        ran = [results.get(ex.name, empty), results.get(f"{ex.name}#hidden", empty)]
+        flat = []
+        for check in checks:
+            for call in check.calls:
+                key = _key(call)
+                side = 0 if key in public[1] else 1
+                outcomes, index = ran[side].outcomes, (public, hidden)[side][1][key]
+                flat.append(outcomes[index] if index < len(outcomes) else None)
+        result_problem = ran[0].problem or ran[1].problem
+        exercise = grade(vectors, checks, _split(checks, flat), result_problem)
+        exercise.sandbox_failed = any(r.sandbox_failed for r in ran)
+        report.exercises.append(exercise)
     order = [ex.name for ex in selected]
     report.exercises.sort(key=lambda e: order.index(e.name))
     report.protection = box.protection

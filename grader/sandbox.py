@@ -1,4 +1,4 @@
-"""The parent side of the sandbox: start the runner (``grader/runner.py``) inside bubblewrap, send
+"""The parent side of the sandbox: start the runner (``grader/inside/runner.py``) inside bubblewrap, send
 it a student's sources, calls and input arrays over its stdin, and read the records back from
 its stdout with size caps and deadlines. Nothing crosses but frames of ``grader/protocol.py``
 (JSON and plain numeric arrays); nothing the student's code writes is ever read from disk; every
@@ -30,22 +30,21 @@ from typing import Any
 import numpy as np
 
 from grader import protocol
+from grader.inside.limits import DEFAULT_LIMITS
 from grader.records import CallData, Outcome
 
-DEFAULT_LIMITS: dict[str, float] = {
-    "call_s": 5,  # one call (an infinite loop costs this much, once per function)
-    "import_s": 10,  # importing the student's module
-    "wall_s": 30,  # one worker, all its calls (enforced from outside the worker)
-    "cpu_s": 30,
-    "memory_mb": 2048,  # on top of what torch already maps
-    "file_mb": 64,  # anything the student's code writes
-    "processes": 64,  # processes and threads one worker may have
-    "spawn": 0,  # 1: a fresh interpreter per worker instead of a fork (automatic off Linux)
-}
 MODES = ("auto", "bwrap", "none")
 SANDBOX_UID = 65534  # "nobody"
 GRADER_DIR = Path(__file__).resolve().parent
-RUNNER_FILES = ("runner.py", "protocol.py", "executor.py")
+INSIDE_DIR = GRADER_DIR / "inside"
+#: the only files mounted inside the sandbox (at /rlkit), flat
+RUNNER_FILES = (
+    *(INSIDE_DIR / n for n in ("runner.py", "worker.py", "isolation.py", "limits.py")),
+    GRADER_DIR / "protocol.py",
+    GRADER_DIR / "executor.py",
+)
+#: the runner's own /tmp (it writes nothing; workers get their own)
+RUNNER_TMP_BYTES = 16 << 20
 #: rlkit's own packages, hidden inside the sandbox wherever they are installed
 PRIVATE_PACKAGES = ("solutions", "grader", "exercises", "rlkit", "tests", "plugins")
 INSTALL_HINT = (
@@ -59,17 +58,21 @@ _bwrap_broken: str | None = None  # why bubblewrap could not start here (tried o
 class Job:
     """One exercise to run: the student's file and the calls of its checks."""
 
-    name: str
+    name: str  # unique among one student's jobs (``ppo``, ``ppo#hidden``)
     module_path: Path
     calls: list[CallData]
     arrays: Mapping[str, np.ndarray]
     files: dict[str, str] = field(default_factory=dict)  # file name → source sent to the worker
+    module: str = ""  # the module the worker imports (default: ``name``)
 
 
 @dataclass
 class JobResult:
     problem: str | None = None  # the module could not be imported, or the sandbox failed
     outcomes: list[Outcome | None] = field(default_factory=list)
+    #: the sandbox itself failed (observed here: it stopped, broke the protocol or its budget),
+    #: as opposed to the student's code failing inside it; never inferred from any text
+    sandbox_failed: bool = False
 
 
 def read_source(path: Path, limit: int = protocol.MAX_SOURCE_BYTES) -> str:
@@ -187,9 +190,21 @@ def bwrap_command(bwrap: str, limits: Mapping[str, float]) -> list[str]:
     args += ["--clearenv"] + [x for k, v in env.items() for x in ("--setenv", k, v)]
     # The private /tmp comes first: a venv or Python installed under /tmp (a CI clone, say) is
     # then bound on top of it instead of being hidden by it.
-    args += ["--tmpfs", "/tmp", *binds, "--proc", "/proc", "--dev", "/dev", "--dir", "/rlkit"]
-    for name in RUNNER_FILES:
-        args += ["--ro-bind", str(GRADER_DIR / name), f"/rlkit/{name}"]
+    args += [
+        "--size",
+        str(RUNNER_TMP_BYTES),
+        "--tmpfs",
+        "/tmp",
+        *binds,
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--dir",
+        "/rlkit",
+    ]
+    for path in RUNNER_FILES:
+        args += ["--ro-bind", str(path), f"/rlkit/{path.name}"]
     for path in _private_paths(bound):
         args += ["--tmpfs", str(path), "--remount-ro", str(path)]
     args += ["--remount-ro", "/", "--chdir", "/tmp"]
@@ -238,7 +253,7 @@ class Sandbox:
     # -- starting
 
     def _start(self, bwrap: str | None) -> None:
-        runner = str(GRADER_DIR / "runner.py")
+        runner = str(INSIDE_DIR / "runner.py")
         if bwrap is not None:
             import json
 
@@ -258,7 +273,8 @@ class Sandbox:
                     "RLIMIT_FSIZE": int(limits["file_mb"]) * 2**20,
                 },
             }
-            cmd = [sys.executable, "-I", "-S", runner, "--launch", json.dumps(spec)]
+            launcher = str(INSIDE_DIR / "launcher.py")
+            cmd = [sys.executable, "-I", "-S", launcher, json.dumps(spec)]
             env: dict[str, str] | None = {}
         else:
             cmd = [sys.executable, "-I", runner, *(["--spawn"] if self.spawn else [])]
@@ -351,7 +367,7 @@ class Sandbox:
                 "jobs": [
                     {
                         "name": job.name,
-                        "module": job.name,
+                        "module": job.module or job.name,
                         "files": job.files,
                         "calls": [c.request() for c in job.calls],
                         "limits": {k: v for k, v in self.limits.items() if k != "spawn"},
@@ -399,6 +415,7 @@ class Sandbox:
             if isinstance(exc, TimeoutError):
                 problem = "grading ran past its time budget; the sandbox was stopped"
             for j, job in enumerate(jobs):
+                results[job.name].sandbox_failed = True
                 if not imported.get(j):
                     results[job.name].problem = results[job.name].problem or problem
         return results
