@@ -2,15 +2,24 @@
 outcomes, as safe data (JSON + an ``.npz`` read with ``allow_pickle=False``). They let students
 self-check where the reference solutions are absent, and let the parent judge without torch.
 
-A check module ``pkg/checks/ppo.py`` keeps its vectors beside it: ``ppo.vectors.json`` +
-``ppo.vectors.npz``. A released student bundle keeps the public part in ``checks/``.
+An exercise's vectors come in two parts. The public checks' are beside the check module
+(``grader/checks/ppo.py`` → ``ppo.vectors.json`` + ``ppo.vectors.npz``), in the student's
+install; a released student bundle keeps a copy in ``checks/``. The hidden checks' are in the
+instructor's distribution, beside the module the exercise names as ``hidden``
+(``rlkit_solutions/ppo.vectors.*``), their array keys prefixed ``h`` and each check with its
+``index`` among the exercise's checks, so ``merge`` puts them back in order. A course key
+(``grader.hidden``) draws other hidden inputs: ``generate(..., key=...)`` seeds each hidden
+check from the key and the check, never from its name alone.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import importlib
 import importlib.util
 import json
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import SimpleNamespace
@@ -91,10 +100,12 @@ class ArrayTable:
     for mistake 5). Regenerating on a CPU whose kernels round differently changes values in
     their last bits, never keys. Equal inputs are stored once."""
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: str = "") -> None:
         self.arrays: dict[str, np.ndarray] = {}
         self._by_content: dict[tuple[str, tuple[int, ...], bytes], str] = {}
         self._inputs = 0
+        #: before every key: ``h`` for the hidden part, whose keys must not meet the public's
+        self.prefix = prefix
 
     def put(self, array: np.ndarray, name: str) -> str:
         """An outcome's array, under its own name: never shared with another outcome's, since
@@ -110,14 +121,14 @@ class ArrayTable:
         a = np.asarray(array)
         content = (a.dtype.str, tuple(a.shape), a.tobytes())
         if content not in self._by_content:
-            self._by_content[content] = self.put(a, f"@i{self._inputs}")
+            self._by_content[content] = self.put(a, f"{self.prefix}@i{self._inputs}")
             self._inputs += 1
         return self._by_content[content]
 
     def namer(self, prefix: str) -> Callable[[np.ndarray], str]:
         """``put`` for one outcome: its arrays become ``prefix.0``, ``prefix.1``, ..."""
         count = iter(range(10**9))
-        return lambda a: self.put(a, f"{prefix}.{next(count)}")
+        return lambda a: self.put(a, f"{self.prefix}{prefix}.{next(count)}")
 
 
 def pack_arrays(
@@ -180,7 +191,42 @@ def public_part(
     return out, used
 
 
+def merge(
+    public: tuple[Mapping[str, Any], Mapping[str, np.ndarray]],
+    hidden: tuple[Mapping[str, Any], Mapping[str, np.ndarray]],
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The public part (its public checks) and a hidden part (built-in, or drawn from a course
+    key) as one exercise's vectors, each hidden check back at its ``index``."""
+    doc, arrays = public_part(*public)
+    hidden_doc, hidden_arrays = hidden
+    clash = set(arrays) & set(hidden_arrays)
+    if clash:
+        raise ValueError(f"the hidden vectors reuse the public array keys {sorted(clash)[:3]}")
+    checks = list(doc["checks"])
+    for check in sorted(hidden_doc["checks"], key=lambda c: int(c.get("index", len(checks)))):
+        checks.insert(min(int(check.get("index", len(checks))), len(checks)), check)
+    mistakes = {**doc.get("mistakes", {}), **hidden_doc.get("mistakes", {})}
+    return {**doc, "checks": checks, "mistakes": mistakes}, {**arrays, **hidden_arrays}
+
+
 # ----------------------------------------------------------------------------- generation
+
+
+def check_seed(check: Check, key: bytes | None = None) -> int:
+    """The seed of a check's generator: from its ``seed`` (else its name), as rlkit ships them;
+    with a course ``key``, from the key and that name (HMAC-SHA256), so nobody without the key
+    can draw the same inputs. Checks sharing a seed share inputs either way."""
+    name = (check.seed or check.name).encode()
+    if key is None:
+        return zlib.crc32(name)
+    return int.from_bytes(hmac.new(key, b"rlkit-check\0" + name, hashlib.sha256).digest(), "big")
+
+
+def build_calls(check: Check, key: bytes | None = None) -> list[Any]:
+    """The check's calls (``Check.build`` without a key)."""
+    if key is None:
+        return check.build()
+    return check.cases(np.random.default_rng(check_seed(check, key)))
 
 
 def _encode(value: Any, table: ArrayTable) -> dict[str, Any]:
@@ -198,14 +244,30 @@ def generate(
     reference: Any,
     mistakes: Sequence[Mistake] = (),
     outputs: Mapping[str, Sequence[str]] | None = None,
+    *,
+    key: bytes | None = None,
+    prefix: str = "",
+    index: Sequence[int] | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Build the vectors: run every check's calls on the reference (in-process, needs torch),
     then on each classic mistake to learn which checks catch it and how it behaves.
-    ``outputs`` names each function's outputs as documented (for feedback)."""
+    ``outputs`` names each function's outputs as documented (for feedback). For a hidden part:
+    ``key`` draws the inputs from a course key (``check_seed``), ``prefix`` starts every array
+    key, ``index`` is each check's place among all the exercise's checks (for ``merge``)."""
     from grader.executor import single_thread
 
     with single_thread():
-        return _generate(exercise, functions, checks, reference, mistakes, outputs or {})
+        return _generate(
+            exercise,
+            functions,
+            checks,
+            reference,
+            mistakes,
+            outputs or {},
+            key,
+            ArrayTable(prefix),
+            index,
+        )
 
 
 def _generate(
@@ -215,18 +277,20 @@ def _generate(
     reference: Any,
     mistakes: Sequence[Mistake],
     outputs: Mapping[str, Sequence[str]],
+    key: bytes | None,
+    table: ArrayTable,
+    index: Sequence[int] | None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     from grader.executor import execute_call
     from grader.judges import close, judge
 
-    table = ArrayTable()
     arrays = table.arrays
     ref = {f: getattr(reference, f) for f in functions}
     docs = []
     for ci, check in enumerate(checks):
         datas: list[CallData] = []
         jsons: list[dict[str, Any]] = []
-        for j, call in enumerate(check.build()):
+        for j, call in enumerate(build_calls(check, key)):
             names = list(call.args)
             data = CallData(
                 function=call.function,
@@ -300,6 +364,7 @@ def _generate(
             for j, o in enumerate(outcomes):
                 jsons[j]["mistakes"][mistake.name] = o.to_meta(table.namer(f"@{ci}.{j}.m{mi}"))
         doc = {
+            **({"index": index[ci]} if index is not None else {}),
             "name": check.name,
             "function": check.function,
             "points": check.points,

@@ -5,7 +5,6 @@ own files. Trainers build their Objectives from whatever this returns, which is 
 from __future__ import annotations
 
 import functools
-import importlib
 import importlib.util
 import sys
 from collections.abc import Callable
@@ -16,12 +15,18 @@ from typing import Any
 from rlkit.errors import NotImplementedExercise, RlkitError, UsageError
 
 IMPLS = ("solution", "student")
+#: what a student reads where the reference is not installed (theirs is the --path)
+STUDENT_HINT = "; students pass --path to your workspace"
 
 
 def load_exercise_functions(
     exercise: str, impl: str = "solution", path: Path | None = None
 ) -> SimpleNamespace:
     """The functions of one exercise (e.g. ``ppo``) as a namespace.
+
+    ``impl="solution"``: the reference, from the instructor's distribution
+    (``rlkit-solutions``); where only the student's install is, one line says how to get it
+    (``rlkit.registry.ReferenceMissing``).
 
     ``impl="student"`` imports ``<path>/<exercise>.py`` (default: the current folder) and wraps
     each function so that a stub still raising ``NotImplementedError``, or a function that
@@ -40,9 +45,9 @@ def load_exercise_functions(
     if impl == "solution":
         if spec.solution is None:
             raise RlkitError(
-                f"no reference solution for {exercise} is installed; use --impl student"
+                f"{exercise} registers no reference solution; pass --path to your workspace"
             )
-        module = importlib.import_module(spec.solution)
+        module = spec.reference(STUDENT_HINT)
         return SimpleNamespace(**{f: getattr(module, f) for f in spec.functions})
     if impl != "student":
         raise UsageError(f"--impl must be one of {', '.join(IMPLS)}, not {impl!r}")

@@ -4,6 +4,7 @@ registering costs nothing and heavy modules (torch, SB3, TRL) load only when use
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,12 @@ def resolve(ref: Ref) -> Any:
     return obj
 
 
+class ReferenceMissing(RlkitError):
+    """What needs the instructor's distribution of an exercise (its reference solution,
+    classic mistakes, hidden checks' vectors) where only the student's install is: one line
+    saying how to get it."""
+
+
 @dataclass(frozen=True)
 class Exercise:
     """An exercise, one self-contained unit: the functions students write, their stub, the
@@ -41,10 +48,13 @@ class Exercise:
     alternatives. Every part is named by import path (nothing loads at registration).
 
     ``name`` is the file students edit (``ppo`` → ``ppo.py``) and leads everywhere: the stub
-    ``exercises.ppo``, the solution ``solutions.ppo``, the checks ``grader.checks.ppo`` (with
-    their stored vectors beside them, and any judge specific to the exercise, named in a
-    check as ``"pkg.module:function"``), the mistakes ``rlkit_course.mistakes.ppo``
-    (``MISTAKES``, ``ALTERNATIVES``), the notebook. See grader/README.md.
+    ``rlkit_exercises.ppo`` and the public checks ``grader.checks.ppo`` (with their public
+    vectors beside them, and any judge specific to the exercise, named in a check as
+    ``"pkg.module:function"``) are in the student's install; the solution
+    ``rlkit_solutions.ppo``, the hidden checks' vectors beside the module named by ``hidden``
+    and the mistakes ``rlkit_solutions.mistakes.ppo`` (``MISTAKES``, ``ALTERNATIVES``) are in
+    the instructor's distribution ``instructor`` (here ``rlkit-solutions``). See
+    grader/README.md.
     """
 
     name: str
@@ -57,6 +67,40 @@ class Exercise:
     plugin: str = ""
     #: module with ``MISTAKES: list[grader.spec.Mistake]`` and ``ALTERNATIVES: list[Alternative]``
     mistakes: str | None = None
+    #: the module beside which the hidden checks' vectors are stored (``<module>.vectors.json``
+    #: + ``.npz``), in the instructor's distribution; None: the vectors beside ``checks`` hold
+    #: every check, hidden ones included (one distribution for students and instructors)
+    hidden: str | None = None
+    #: the distribution instructors install for the parts above (``rlkit-solutions``), and
+    #: where it is in a checkout of its repository (``solutions``): the one line a student's
+    #: install gives when something needs them
+    instructor: str = ""
+    instructor_path: str = ""
+
+    def missing(self, what: str = "the reference solution") -> str:
+        """``"the reference solution of ppo is not installed: instructors `pip install
+        rlkit-solutions` (from a checkout: `pip install -e solutions`)"``."""
+        dist = self.instructor or f"the {self.plugin or self.name} plugin's instructor package"
+        where = f" (from a checkout: `pip install -e {self.instructor_path}`)"
+        return f"{what} of {self.name} is not installed: instructors `pip install {dist}`" + (
+            where if self.instructor_path else ""
+        )
+
+    def has(self, module: str | None) -> bool:
+        """Is ``module`` (the solution, the mistakes, the hidden vectors' module) installed?"""
+        if not module:
+            return False
+        try:
+            return importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # its parent package is absent
+            return False
+
+    def reference(self, student_hint: str = "") -> Any:
+        """The reference solution module; ReferenceMissing (one line, ``student_hint``
+        appended) where it is not installed."""
+        if not self.has(self.solution):
+            raise ReferenceMissing(self.missing() + student_hint)
+        return importlib.import_module(self.solution)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

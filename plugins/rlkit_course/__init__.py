@@ -1,50 +1,67 @@
-"""The course's exercises, registered through the same hook a third-party plugin uses."""
+"""The course's exercises, registered through the same hook a third-party plugin uses.
+
+The student's install holds each exercise's stub (``rlkit_exercises``) and public checks with
+their vectors (``grader.checks``); the reference solutions, the classic mistakes and the hidden
+checks' vectors are in the instructors' distribution ``rlkit-solutions`` (``solutions/``, import
+name ``rlkit_solutions``), named here by import path.
+"""
 
 from __future__ import annotations
 
 from rlkit import hookimpl
 from rlkit.registry import Exercise
 
+#: where the parts students must not have are (see rlkit.registry.Exercise)
+INSTRUCTOR = {"instructor": "rlkit-solutions", "instructor_path": "solutions"}
+
 EXERCISES = (
     Exercise(
         "log_prob",
         ("log_prob", "entropy", "grad_log_prob"),
-        "exercises.log_prob",
-        "solutions.log_prob",
+        "rlkit_exercises.log_prob",
+        "rlkit_solutions.log_prob",
         "grader.checks.log_prob",
         "The log-prob trick",
         order=10,
-        mistakes="rlkit_course.mistakes.log_prob",
+        mistakes="rlkit_solutions.mistakes.log_prob",
+        **INSTRUCTOR,
+        hidden="rlkit_solutions.log_prob",
     ),
     Exercise(
         "reinforce",
         ("returns_to_go", "reinforce_loss"),
-        "exercises.reinforce",
-        "solutions.reinforce",
+        "rlkit_exercises.reinforce",
+        "rlkit_solutions.reinforce",
         "grader.checks.reinforce",
         "REINFORCE",
         order=20,
-        mistakes="rlkit_course.mistakes.reinforce",
+        mistakes="rlkit_solutions.mistakes.reinforce",
+        **INSTRUCTOR,
+        hidden="rlkit_solutions.reinforce",
     ),
     Exercise(
         "ppo",
         ("ppo_clip_loss", "gae"),
-        "exercises.ppo",
-        "solutions.ppo",
+        "rlkit_exercises.ppo",
+        "rlkit_solutions.ppo",
         "grader.checks.ppo",
         "PPO: clipping and GAE",
         order=30,
-        mistakes="rlkit_course.mistakes.ppo",
+        mistakes="rlkit_solutions.mistakes.ppo",
+        **INSTRUCTOR,
+        hidden="rlkit_solutions.ppo",
     ),
     Exercise(
         "dpo",
         ("sequence_log_probs", "dpo_loss"),
-        "exercises.dpo",
-        "solutions.dpo",
+        "rlkit_exercises.dpo",
+        "rlkit_solutions.dpo",
         "grader.checks.dpo",
         "DPO: preferences without a reward model",
         order=40,
-        mistakes="rlkit_course.mistakes.dpo",
+        mistakes="rlkit_solutions.mistakes.dpo",
+        **INSTRUCTOR,
+        hidden="rlkit_solutions.dpo",
     ),
 )
 

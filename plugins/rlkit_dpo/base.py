@@ -20,6 +20,7 @@ import torch
 from rlkit.errors import RlkitError, UsageError
 from rlkit.impl import IMPLS, load_exercise_functions
 from rlkit.interfaces import Evaluation, Progress, Trainer
+from rlkit.registry import ReferenceMissing
 from rlkit.runs import Run
 from rlkit_dpo import evaluate as ev
 from rlkit_dpo.config import DPOSettings
@@ -57,8 +58,12 @@ class DPOTrainerBase(Trainer):
         self.functions = load_exercise_functions("dpo", s.impl, Path(s.path) if s.path else None)
         if s.impl == "student":
             _probe(self.functions)
-        #: evaluation is a measurement, so it always scores with the reference functions
-        self.reference_functions = load_exercise_functions("dpo", "solution")
+        #: evaluation is a measurement, so it scores with the reference functions; a
+        #: student's install holds none: there it scores with the student's own
+        try:
+            self.reference_functions = load_exercise_functions("dpo", "solution")
+        except ReferenceMissing:
+            self.reference_functions = self.functions
         train, heldout, split = self._read_rows(training=weights is None)
         #: the saved model this trainer started from (None: ``settings.model``, untrained)
         self.weights = Path(weights) if weights is not None else None

@@ -3,8 +3,9 @@
 The plugin registers, through the ``rlkit`` entry-point group:
 
 * the exercise ``dqn`` (``td_target``, ``double_dqn_target``, ``dqn_loss``): the stub students
-  fill in, the reference solution, the checks (vectors stored beside them) and the catalogue of
-  classic mistakes;
+  fill in and the public checks (their vectors stored beside them), here; the reference
+  solution, the catalogue of classic mistakes and the hidden checks' vectors in the instructors'
+  package ``rlkit-dqn-instructor`` (``rlkit_dqn_instructor``), named by import path;
 * DQN trainers for the ``cartpole`` task: ``native`` (rlkit's own loop on the exercise
   functions, ``rlkit_dqn.native``) and ``sb3`` (Stable-Baselines3's ``DQN`` with
   rl-baselines3-zoo's tuned settings, ``rlkit_dqn.sb3``).
@@ -21,11 +22,14 @@ EXERCISE = Exercise(
     "dqn",
     ("td_target", "double_dqn_target", "dqn_loss"),
     "rlkit_dqn.exercises.dqn",
-    "rlkit_dqn.solutions.dqn",
+    "rlkit_dqn_instructor.dqn",
     "rlkit_dqn.checks",
     "DQN: the Bellman target and the Huber loss",
     order=50,
-    mistakes="rlkit_dqn.mistakes",
+    mistakes="rlkit_dqn_instructor.mistakes",
+    hidden="rlkit_dqn_instructor.dqn",
+    instructor="rlkit-dqn-instructor",
+    instructor_path="plugins/rlkit-dqn-instructor",
 )
 
 TASK = "cartpole"

@@ -1,1 +1,0 @@
-"""The DQN reference solution (instructors; `rlkit release` never ships it)."""
