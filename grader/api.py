@@ -6,7 +6,8 @@
 * ``regenerate`` / ``verify``: the stored vectors from the reference solutions.
 
 Every path grades from the stored vectors, so none of them needs the reference solutions (or
-torch in the parent).
+torch in the parent). The public checks' vectors are in the student's install; the hidden
+checks' are the instructor's (``rlkit-solutions``, or drawn from a course key: ``grader.hidden``).
 """
 
 from __future__ import annotations
@@ -44,9 +45,9 @@ def select_exercises(names: Iterable[str] = ()) -> list[Any]:
 
 
 def vectors_stem(exercise: Any, bundle: Path | None = None, hidden: bool = False) -> Path:
-    """Where an exercise's vectors are: the student bundle's ``checks/`` first, else beside
-    the installed checks module. For hidden checks (instructors) the installed ones come
-    first: a bundle holds the public checks only."""
+    """Where an exercise's public vectors are: the student bundle's ``checks/`` first, else
+    beside the installed checks module. When grading hidden checks too (instructors) the
+    installed ones come first. The hidden checks' own vectors: ``hidden_stem``."""
     local = None if bundle is None else Path(bundle) / BUNDLE_DIR / exercise.name
     try:
         package = store.package_vectors_stem(exercise.checks)
@@ -58,21 +59,72 @@ def vectors_stem(exercise: Any, bundle: Path | None = None, hidden: bool = False
     raise FileNotFoundError(f"no stored vectors for {exercise.name}")
 
 
+def hidden_stem(exercise: Any) -> Path | None:
+    """Where the built-in hidden checks' vectors are: beside ``Exercise.hidden``, in the
+    instructor's distribution (ReferenceMissing, one line, where it is not installed); None
+    for an exercise whose vectors beside its checks hold every check."""
+    from rlkit.registry import ReferenceMissing
+
+    if not getattr(exercise, "hidden", None):
+        return None
+    if not exercise.has(exercise.hidden):
+        raise ReferenceMissing(exercise.missing("the hidden checks"))
+    return store.package_vectors_stem(exercise.hidden)
+
+
+def vector_parts(
+    exercise: Any, bundle: Path | None = None, hidden: bool = False, hidden_set: Any = None
+) -> list[Path]:
+    """The stems an exercise's vectors are read from: the public part, then (``hidden``) the
+    hidden set's part: built-in (``hidden_stem``) or drawn from a course key, computed from
+    the reference when its cache is stale (``grader.hidden``). Default: the active set."""
+    public = vectors_stem(exercise, bundle, hidden)
+    if not hidden:
+        return [public]
+    from grader import hidden as hidden_sets
+
+    chosen = hidden_set if hidden_set is not None else hidden_sets.active()
+    if chosen.builtin:
+        stem = hidden_stem(exercise)
+        return [public] if stem is None else [public, stem]
+    return [public, chosen.stem(exercise)]
+
+
+def vectors_files(
+    exercise: Any, bundle: Path | None = None, hidden: bool = False, hidden_set: Any = None
+) -> list[Path]:
+    """Every file an exercise's vectors are read from (to fingerprint them)."""
+    return [
+        stem.with_name(stem.name + suffix)
+        for stem in vector_parts(exercise, bundle, hidden, hidden_set)
+        for suffix in (store.SUFFIX_JSON, store.SUFFIX_NPZ)
+    ]
+
+
 @functools.lru_cache(maxsize=16)
-def _load(stem: str, mtime_ns: int) -> ExerciseVectors:
-    return store.load(Path(stem))
+def _load(parts: tuple[tuple[str, int], ...]) -> ExerciseVectors:
+    """One exercise's vectors from its parts ((stem, mtime) each): public, [hidden]."""
+    raws = [store.read_raw(Path(stem)) for stem, _ in parts]
+    if len(raws) == 1:
+        return store.from_json(*raws[0])
+    return store.from_json(*store.merge(raws[0], raws[1]))
 
 
 def load_vectors(
-    exercise: Any, bundle: Path | None = None, hidden: bool = False
+    exercise: Any, bundle: Path | None = None, hidden: bool = False, hidden_set: Any = None
 ) -> ExerciseVectors:
-    """The exercise's vectors (read once per file version; treat them as read-only)."""
+    """The exercise's vectors (read once per file version; treat them as read-only): the
+    public checks', and with ``hidden`` the hidden checks' too, from ``hidden_set`` (a
+    ``grader.hidden.HiddenSet``; default: the active one, rlkit's built-in set unless a
+    command chose a course key)."""
     from rlkit.errors import RlkitError
 
     try:
-        stem = vectors_stem(exercise, bundle, hidden)
-        json_file = stem.with_name(stem.name + store.SUFFIX_JSON)
-        return _load(str(stem), json_file.stat().st_mtime_ns)
+        parts = []
+        for stem in vector_parts(exercise, bundle, hidden, hidden_set):
+            json_file = stem.with_name(stem.name + store.SUFFIX_JSON)
+            parts.append((str(stem), json_file.stat().st_mtime_ns))
+        return _load(tuple(parts))
     except (FileNotFoundError, ValueError, KeyError, OSError) as exc:
         raise RlkitError(
             f"no usable checks for {exercise.name} ({exc}); an instructor regenerates them "
@@ -142,7 +194,7 @@ def check_module(
     as attributes (a module, a namespace) or a mapping name → function."""
     from grader.executor import execute_calls
 
-    vectors = load_vectors(select_exercises([exercise])[0], bundle)
+    vectors = load_vectors(select_exercises([exercise])[0], bundle, hidden=visibility == HIDDEN)
     checks = vectors.select(visibility, list(functions) if functions else None)
     unique, where = _unique([c for check in checks for c in check.calls])
     metas = execute_calls(module, [c.request() for c in unique], vectors.arrays)
@@ -402,12 +454,17 @@ def _unreadable(names: Sequence[str], visibility: str, problem: str) -> Report:
 def mistakes_suite(exercise: Any) -> Any | None:
     """The exercise's catalogue of classic mistakes and correct alternatives (a module with
     ``MISTAKES`` and ``ALTERNATIVES``), as registered in ``Exercise.mistakes``; None if it has
-    none. ``exercise`` is a registered Exercise or its name."""
-    from rlkit.registry import resolve
+    none. ``exercise`` is a registered Exercise or its name. The catalogue is the
+    instructor's (its alternatives are answers): ReferenceMissing where it is not installed."""
+    from rlkit.registry import ReferenceMissing, resolve
 
     if isinstance(exercise, str):
         exercise = select_exercises([exercise])[0]
-    return None if not exercise.mistakes else resolve(exercise.mistakes)
+    if not exercise.mistakes:
+        return None
+    if not exercise.has(exercise.mistakes):
+        raise ReferenceMissing(exercise.missing("the classic mistakes"))
+    return resolve(exercise.mistakes)
 
 
 def output_names(exercise: Any) -> dict[str, tuple[str, ...]]:
@@ -415,21 +472,51 @@ def output_names(exercise: Any) -> dict[str, tuple[str, ...]]:
     return dict(getattr(importlib.import_module(exercise.checks), "OUTPUTS", {}))
 
 
-def build_vectors(exercise: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Vectors for one registered exercise, from its reference solution (needs torch)."""
-    from rlkit.errors import RlkitError
-
-    if exercise.solution is None:
-        raise RlkitError(
-            f"{exercise.name} has no reference solution installed; vectors are generated from it"
-        )
-    reference = importlib.import_module(exercise.solution)
+def _generation_inputs(exercise: Any) -> tuple[Any, list[Any], list[Any], dict[str, Any]]:
+    """(reference, checks, mistakes, outputs): what vectors are generated from (needs torch;
+    ReferenceMissing, one line, in a student's install)."""
+    reference = exercise.reference()
     checks = store.load_checks(exercise.checks)
     suite = mistakes_suite(exercise)
     mistakes = list(getattr(suite, "MISTAKES", [])) if suite is not None else []
+    return reference, checks, mistakes, output_names(exercise)
+
+
+def build_hidden(exercise: Any, key: bytes | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The hidden checks' vectors of one exercise: built-in (``key`` None, each check seeded
+    by its name) or drawn from a course key, with the reference's and the mistakes' outcomes."""
+    reference, checks, mistakes, outputs = _generation_inputs(exercise)
+    hidden = [(i, c) for i, c in enumerate(checks) if c.visibility == HIDDEN]
     return store.generate(
-        exercise.name, exercise.functions, checks, reference, mistakes, output_names(exercise)
+        exercise.name,
+        exercise.functions,
+        [c for _, c in hidden],
+        reference,
+        mistakes,
+        outputs,
+        key=key,
+        prefix="h",
+        index=[i for i, _ in hidden],
     )
+
+
+def build_vectors(exercise: Any) -> list[tuple[Path, dict[str, Any], dict[str, np.ndarray]]]:
+    """The stored vectors of one registered exercise, from its reference solution (needs
+    torch), as the files they go to: ``(stem, doc, arrays)`` for the public checks (beside
+    the checks module) and for the built-in hidden checks (beside ``Exercise.hidden``, the
+    instructor's); one file of every check for an exercise that names no ``hidden``."""
+    reference, checks, mistakes, outputs = _generation_inputs(exercise)
+    public_stem = store.package_vectors_stem(exercise.checks)
+    args = (exercise.name, exercise.functions)
+    if not exercise.hidden:
+        return [(public_stem, *store.generate(*args, checks, reference, mistakes, outputs))]
+    public = [c for c in checks if c.visibility == PUBLIC]
+    stem = hidden_stem(exercise)
+    assert stem is not None
+    return [
+        (public_stem, *store.generate(*args, public, reference, mistakes, outputs)),
+        (stem, *build_hidden(exercise)),
+    ]
 
 
 def regenerate(names: Iterable[str] = ()) -> list[tuple[Path, int]]:
@@ -437,22 +524,23 @@ def regenerate(names: Iterable[str] = ()) -> list[tuple[Path, int]]:
     written with the number of classic mistakes its feedback can name."""
     written = []
     for ex in select_exercises(names):
-        doc, arrays = build_vectors(ex)
-        stem = store.package_vectors_stem(ex.checks)
-        store.write(doc, arrays, stem)
-        written.append((stem.with_name(stem.name + store.SUFFIX_JSON), len(doc["mistakes"])))
+        for stem, doc, arrays in build_vectors(ex):
+            store.write(doc, arrays, stem)
+            written.append((stem.with_name(stem.name + store.SUFFIX_JSON), len(doc["mistakes"])))
     return written
 
 
 def verify(names: Iterable[str] = ()) -> dict[str, list[str]]:
-    """Exercise → what is stale in its stored vectors (empty list: up to date)."""
+    """Exercise → what is stale in its stored vectors, public and built-in hidden parts
+    (empty list: up to date)."""
     stale = {}
     for ex in select_exercises(names):
-        stem = store.package_vectors_stem(ex.checks)
-        if not store.exists(stem):
-            stale[ex.name] = ["no stored vectors"]
-            continue
-        stale[ex.name] = store.differences(store.read_raw(stem), build_vectors(ex))
+        stale[ex.name] = []
+        for stem, doc, arrays in build_vectors(ex):
+            if not store.exists(stem):
+                stale[ex.name].append(f"no stored vectors at {stem}")
+                continue
+            stale[ex.name] += store.differences(store.read_raw(stem), (doc, arrays))
     return stale
 
 

