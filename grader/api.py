@@ -142,21 +142,35 @@ def grade(
     problem: str | None = None,
 ) -> ExerciseReport:
     """Judge each check on its outcomes (one list per check, one outcome per call); a
-    ``problem`` (the file is missing, does not import, ...) fails every check with that line."""
+    ``problem`` (the file is missing, does not import, ...) fails every check with that line.
+    A judge that raises (whatever the outcomes hold) fails its check only, with one line that
+    says the grader could not judge the result and why; recognizing a mistake that raises
+    names no mistake."""
     report = ExerciseReport(vectors.exercise, problem=problem)
     for check, got in zip(checks, outcomes):
         mistake = None
         if problem is not None:
             passed, message = False, problem
         else:
-            verdict = judge(check, list(got), vectors.arrays)
-            passed, message = verdict.passed, verdict.message
-            mistake = None if passed else recognize(check, list(got))
-            if mistake is not None:
-                message = (
-                    f"{message.rstrip('. ')}. Looks like a classic mistake: "
-                    f"{vectors.mistakes[mistake]}"
-                )
+            judged = False
+            try:
+                verdict = judge(check, list(got), vectors.arrays)
+                passed, message, judged = verdict.passed, verdict.message, True
+            except Exception as exc:  # noqa: BLE001 - one check's failure, never the batch's
+                why = type(exc).__name__
+                first = (str(exc).strip().splitlines() or [""])[0][:200]
+                why += f": {first}" if first else ""
+                passed, message = False, f"the grader could not judge this result ({why})"
+            if judged and not passed:
+                try:
+                    mistake = recognize(check, list(got))
+                    explanation = None if mistake is None else vectors.mistakes[mistake]
+                except Exception:  # noqa: BLE001 - no mistake named, the verdict stands
+                    mistake = explanation = None
+                if explanation is not None:
+                    message = (
+                        f"{message.rstrip('. ')}. Looks like a classic mistake: {explanation}"
+                    )
         points = check.points if passed else 0
         report.checks.append(
             CheckResult(

@@ -77,9 +77,12 @@ def coarser(expected: str, got: str) -> str:
 
 def close(got: np.ndarray, want: np.ndarray, rtol: float, floor: float) -> np.ndarray:
     """Elementwise: |got − want| ≤ floor + rtol·(max|want| + |want|); nan matches nan and
-    inf matches inf."""
+    inf matches inf. Both must have the same shape (ValueError otherwise: nothing is
+    broadcast)."""
     got = np.asarray(got, dtype=np.float64)
     want = np.asarray(want, dtype=np.float64)
+    if got.shape != want.shape:  # never broadcast: an empty array would "match" anything
+        raise ValueError(f"cannot compare values of shape {got.shape} with {want.shape}")
     finite = np.isfinite(want)
     scale = float(np.max(np.abs(want[finite]), initial=0.0))
     atol = floor + rtol * scale
@@ -171,6 +174,72 @@ def mismatch(got: np.ndarray, want: np.ndarray, ok: np.ndarray) -> str:
 # ----------------------------------------------------------------------------- per-call checks
 
 
+#: how a result whose data does not match its own description is refused (public: tests and
+#: exercise judges may look for it)
+REFUSED = "does not match what it reports"
+
+
+def record_problem(
+    call: CallData,
+    got: Outcome | None,
+    arrays: Mapping[str, np.ndarray],
+    check: CheckData | None = None,
+) -> str | None:
+    """Why a call's result cannot be used at all (None: it can). The values that came back must
+    be what the result reports about itself, and fit what the check expects: each output's
+    data has the shape and dtype it reports, and the shape of the reference's output where it
+    reports that shape; each gradient has its input's shape and dtype; one output for a
+    single result; inputs reported as modified exist. A correct submission always passes
+    this; a tensor that lies about its shape, or a record forged in the worker, does not.
+    Checked before any comparison, so no judge ever broadcasts one array against another."""
+    if got is None or not got.ok:
+        return None
+    f = call.function
+    want = call.expected.outputs if call.expected is not None and call.expected.ok else []
+    n = len(want)
+    whole = f"the result of {f}() {REFUSED}"
+    if got.container not in ("single", "tuple", "list"):
+        return f"{whole}: a {str(got.container)[:20]!r} is not something a function returns"
+    if got.container == "single" and len(got.outputs) != 1:
+        return f"{whole}: it reports one value but holds {len(got.outputs)}"
+    for k, o in enumerate(got.outputs):
+        if n > 1 or len(got.outputs) > 1:
+            label = check.output_name(k, n) if check is not None and k < n else f"output {k + 1}"
+            what = f"{label} of {f}() {REFUSED}"
+        else:
+            what = whole
+        problem = o.data_mismatch()
+        if problem is None:
+            continue
+        if k < n and want[k].array is not None and o.array is not None:
+            expected = np.asarray(want[k].array)
+            if "shape" in problem:
+                problem += f", and shape {tuple(expected.shape)} is expected"
+            else:
+                problem += f", and {want[k].dtype} is expected"
+        return f"{what}: {problem}; it cannot be graded"
+    for pos, grad in got.grads.items():
+        if pos not in call.grad_wrt:
+            return f"{whole}: it holds a gradient for input {pos}, which was not asked for"
+        if grad is None:
+            continue
+        name = call.arg_names[pos] if pos < len(call.arg_names) else f"input {pos}"
+        spec = call.args[pos] if pos < len(call.args) else {}
+        if "array" not in spec:
+            return f"{whole}: it holds a gradient for `{name}`, which is not a tensor"
+        have, arg = np.asarray(grad), arrays[spec["array"]]
+        if have.shape != arg.shape or have.dtype != arg.dtype:
+            return (
+                f"the gradient with respect to `{name}` from {f}() {REFUSED}: its data is "
+                f"{have.dtype} of shape {tuple(have.shape)}, but `{name}` is {arg.dtype} of "
+                f"shape {tuple(arg.shape)}; it cannot be graded"
+            )
+    for m in got.modified:
+        if not 0 <= m < len(call.args) or "array" not in call.args[m]:
+            return f"{whole}: it reports input {m} as modified, which is not one of its tensors"
+    return None
+
+
 def call_failure(
     call: CallData,
     got: Outcome | None,
@@ -194,6 +263,9 @@ def call_failure(
         if got.error_kind in ("timeout", "exit"):
             return f"{call.function}() {got.error}"
         return f"{call.function}() raised {got.error} for {describe_call(call, arrays)}"
+    refused = record_problem(call, got, arrays, check)
+    if refused is not None:
+        return refused
     n = len(want.outputs)
     names = check.output_names if check is not None else []
     if n > 1 and (got.container not in ("tuple", "list") or len(got.outputs) != n):
@@ -404,8 +476,16 @@ def load_judge(kind: str) -> Judge:
 
 
 def judge(check: CheckData, got: Got, arrays: Arrays) -> Verdict:
-    """Run the check's judge on the student's outcomes (one per call, same order)."""
-    failures = load_judge(check.judge["kind"])(check, got, arrays, check.judge)
+    """Run the check's judge on the student's outcomes (one per call, same order). A result
+    whose data does not match what it reports (``record_problem``) fails the check before
+    the judge sees anything."""
+    failures = [
+        (i, problem, True)
+        for i, (call, g) in enumerate(zip(check.calls, got))
+        if (problem := record_problem(call, g, arrays, check)) is not None
+    ]
+    if not failures:
+        failures = load_judge(check.judge["kind"])(check, got, arrays, check.judge)
     if not failures:
         return Verdict(True, "")
     # A strong failure on the smallest input makes the clearest counterexample.
@@ -441,6 +521,8 @@ def same_outcome(a: Outcome | None, b: Outcome) -> bool:
         return False
     if a.container != b.container or len(a.outputs) != len(b.outputs):
         return False
+    if any(x.data_mismatch() is not None for x in a.outputs):
+        return False
     for x, y in zip(a.outputs, b.outputs):
         if x.kind != y.kind or tuple(x.shape) != tuple(y.shape) or x.dtype != y.dtype:
             return False
@@ -452,6 +534,8 @@ def same_outcome(a: Outcome | None, b: Outcome) -> bool:
                 return False
     for pos, gy in b.grads.items():
         gx = a.grads.get(pos)
+        if gx is not None and gy is not None and (gx.shape, gx.dtype) != (gy.shape, gy.dtype):
+            return False
         zero_x = gx is None or not np.any(gx)
         zero_y = gy is None or not np.any(gy)
         if zero_x != zero_y:

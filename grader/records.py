@@ -13,6 +13,20 @@ import numpy as np
 PUBLIC, HIDDEN = "public", "hidden"
 VISIBILITIES = (PUBLIC, HIDDEN)
 
+#: tensor dtypes whose values travel as another numpy dtype (numpy has no bfloat16)
+_TRAVELS_AS = {"float16": "float32", "bfloat16": "float32"}
+
+
+def values_dtype(dtype: str) -> np.dtype | None:
+    """The numpy dtype in which a tensor of ``dtype`` ("float32", "bfloat16", ...) sends its
+    values (None: no numeric tensor sends values of that name)."""
+    name = _TRAVELS_AS.get(dtype, dtype)
+    try:
+        found = np.dtype(name)
+    except TypeError:
+        return None
+    return found if found.kind in "biufc" and str(found) == name else None
+
 
 @dataclass
 class Output:
@@ -25,6 +39,23 @@ class Output:
     array: np.ndarray | None = None
     type: str = ""
     value: Any = None
+
+    def data_mismatch(self) -> str | None:
+        """How the values that came with this output differ from what it reports about them
+        (None: they agree). A result is described by the process that made it; the grader
+        compares that description with the data itself before using either."""
+        if self.kind != "tensor":
+            return None if self.array is None else "values came with something that is not a tensor"
+        if self.array is None:
+            return "its values are missing"
+        have = np.asarray(self.array)
+        if tuple(have.shape) != tuple(self.shape):
+            return (
+                f"its data has shape {tuple(have.shape)} but it reports shape {tuple(self.shape)}"
+            )
+        if values_dtype(self.dtype) != have.dtype:
+            return f"its data is {have.dtype} but it reports {self.dtype}"
+        return None
 
     def describe(self) -> str:
         if self.kind == "tensor":
