@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from grader import store
+from grader.api import load_vectors
 from rlkit.cli import cli
 from rlkit.plugins import get_exercises
 
@@ -245,14 +246,15 @@ def test_release_holds_stubs_public_checks_and_no_solution_code(bundle: Path) ->
     for name in COURSE:
         doc, _ = store.read_raw(bundle / "checks" / name)
         assert doc["checks"] and {c["visibility"] for c in doc["checks"]} == {"public"}
-        full, _ = store.read_raw(store.package_vectors_stem(get_exercises()[name].checks))
-        hidden = [c["name"] for c in full["checks"] if c["visibility"] == "hidden"]
+        full = load_vectors(get_exercises()[name], hidden=True)
+        hidden = [c.name for c in full.checks if c.visibility == "hidden"]
         assert hidden and not any(h in text for h in hidden)
 
 
 CHECK_WITHOUT_SOLUTIONS = """
 import sys
-sys.modules["solutions"] = None  # the reference solutions are not installed
+sys.modules["rlkit_solutions"] = None  # the reference solutions are not installed
+sys.modules["rlkit_dqn_instructor"] = None
 import grader.store
 def hidden(*args, **kwargs):
     raise FileNotFoundError("the package's vectors are not available")

@@ -7,17 +7,17 @@ import re
 from typing import Any
 
 import numpy as np
+import rlkit_solutions.ppo
+import rlkit_solutions.reinforce
 import torch
 
-import solutions.ppo
-import solutions.reinforce
 from grader import check_function, check_module
 from grader.judges import close, digits_to_differ, fmt
 from grader.records import HIDDEN, Outcome, Output
 
 
 def test_check_function_grades_one_function_in_process() -> None:
-    report = check_function("ppo", solutions.ppo.gae)
+    report = check_function("ppo", rlkit_solutions.ppo.gae)
     assert report.checks and {c.function for c in report.checks} == {"gae"}
     assert report.passed and report.score == report.max_score
 
@@ -53,7 +53,7 @@ def test_a_dtype_slip_costs_the_dtype_check_only() -> None:
 
 
 def test_check_module_accepts_a_mapping_and_reports_missing_functions() -> None:
-    report = check_module("ppo", {"gae": solutions.ppo.gae}, HIDDEN)
+    report = check_module("ppo", {"gae": rlkit_solutions.ppo.gae}, HIDDEN)
     by_function = {c.function: c for c in report.checks if not c.passed}
     assert set(by_function) == {"ppo_clip_loss"}
     assert by_function["ppo_clip_loss"].message == "ppo_clip_loss() is missing from your file"
@@ -130,7 +130,7 @@ def test_small_inputs_are_shown_in_full_and_outputs_by_their_names() -> None:
     assert fmt(mask) == "[" + ", ".join(["[" + ", ".join(["0"] * 9) + "]"] * 2) + "]"
 
     def gae(rewards, values, dones, last_value, gamma=0.99, lam=0.95):
-        adv, returns = solutions.ppo.gae(rewards, values, dones, last_value, gamma, lam)
+        adv, returns = rlkit_solutions.ppo.gae(rewards, values, dones, last_value, gamma, lam)
         return adv, adv  # returns without the values
 
     assert "`returns` is wrong" in _message("ppo", gae, "gae.values_no_dones")
@@ -158,7 +158,7 @@ def test_expected_is_always_the_references() -> None:
     message = _message("reinforce", returns_to_go, "returns_to_go.restarts_after_dones")
     expected = re.search(r"expected (\[.*?\])", message).group(1)
     rewards, dones = (re.search(rf"{n}=(\[.*?\])", message).group(1) for n in ("rewards", "dones"))
-    reference = solutions.reinforce.returns_to_go(
+    reference = rlkit_solutions.reinforce.returns_to_go(
         torch.tensor(eval(rewards), dtype=torch.float64), 0.9, torch.tensor(eval(dones))
     )
     assert np.allclose(eval(expected), reference.numpy(), atol=1e-3), message  # shown rounded

@@ -82,10 +82,29 @@ def test_array_keys_name_where_arrays_are_used_not_their_bytes() -> None:
 
 @pytest.mark.parametrize("name", EXERCISES)
 def test_vector_files_hold_plain_numeric_arrays_only(name: str) -> None:
-    stem = store.package_vectors_stem(get_exercises()[name].checks)
-    with np.load(stem.with_name(stem.name + store.SUFFIX_NPZ), allow_pickle=False) as npz:
-        for key in npz.files:
-            assert npz[key].dtype.kind in "fib", (key, npz[key].dtype)
+    for stem in api.vector_parts(get_exercises()[name], hidden=True):  # public, hidden
+        with np.load(stem.with_name(stem.name + store.SUFFIX_NPZ), allow_pickle=False) as npz:
+            for key in npz.files:
+                assert npz[key].dtype.kind in "fib", (key, npz[key].dtype)
+
+
+@pytest.mark.parametrize("name", EXERCISES)
+def test_public_vectors_beside_the_checks_hold_no_hidden_check(name: str) -> None:
+    """The student's install has the public part only; the hidden part is the instructor's
+    and merges back in the checks' order."""
+    exercise = get_exercises()[name]
+    public, hidden = api.vector_parts(exercise, hidden=True)
+    assert public == store.package_vectors_stem(exercise.checks)
+    doc, arrays = store.read_raw(public)
+    assert {c["visibility"] for c in doc["checks"]} == {"public"}
+    assert not any(k.startswith("h") for k in arrays)
+    hidden_doc, hidden_arrays = store.read_raw(hidden)
+    assert {c["visibility"] for c in hidden_doc["checks"]} == {"hidden"}
+    assert all(k.startswith("h@") for k in hidden_arrays)
+    merged = [
+        c["name"] for c in store.merge((doc, arrays), (hidden_doc, hidden_arrays))[0]["checks"]
+    ]
+    assert merged == [c.name for c in store.load_checks(exercise.checks)]
 
 
 def test_pack_round_trip_keeps_zero_dim_arrays_and_dtypes() -> None:
@@ -103,7 +122,8 @@ def test_pack_round_trip_keeps_zero_dim_arrays_and_dtypes() -> None:
 
 
 def test_public_part_drops_hidden_checks_and_their_arrays() -> None:
-    doc, arrays = store.read_raw(store.package_vectors_stem("grader.checks.ppo"))
+    public_stem, hidden_stem = api.vector_parts(get_exercises()["ppo"], hidden=True)
+    doc, arrays = store.merge(store.read_raw(public_stem), store.read_raw(hidden_stem))
     public, used = store.public_part(doc, arrays)
     assert {c["visibility"] for c in public["checks"]} == {"public"}
     assert len(public["checks"]) < len(doc["checks"])

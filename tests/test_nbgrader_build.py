@@ -108,15 +108,15 @@ def test_config_sets_the_cell_timeout(course: Path) -> None:
 def test_check_helper_prints_the_report_and_returns_the_points(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    import exercises.ppo
-    import solutions.ppo
+    import rlkit_exercises.ppo
+    import rlkit_solutions.ppo
 
-    points = feedback.check("ppo", "gae", vars(exercises.ppo))
+    points = feedback.check("ppo", "gae", vars(rlkit_exercises.ppo))
     out = capsys.readouterr()
     assert points == 0 and points.max_points > 0 and str(points) == "0"
     assert "gae() is not implemented yet" in out.out and out.err == ""
-    assert feedback.check("ppo", "gae", vars(solutions.ppo)) == points.max_points
-    hidden = feedback.check("ppo", "gae", vars(solutions.ppo), hidden=True)
+    assert feedback.check("ppo", "gae", vars(rlkit_solutions.ppo)) == points.max_points
+    hidden = feedback.check("ppo", "gae", vars(rlkit_solutions.ppo), hidden=True)
     assert hidden > 0 and "hidden checks" in capsys.readouterr().out
 
 
@@ -125,12 +125,12 @@ def test_check_helper_is_silent_on_stderr_and_stops_infinite_loops(
 ) -> None:
     import warnings
 
-    import solutions.ppo
+    import rlkit_solutions.ppo
 
     def noisy(*args, **kwargs):  # correct, but warns and prints to stderr
         warnings.warn("deprecated", DeprecationWarning, stacklevel=1)
         print("debug", file=sys.stderr)
-        return solutions.ppo.gae(*args, **kwargs)
+        return rlkit_solutions.ppo.gae(*args, **kwargs)
 
     def stuck(*args, **kwargs):
         while True:
@@ -186,8 +186,8 @@ def test_a_stop_never_lands_inside_an_import(tmp_path: Path) -> None:
         "    while True:\n"
         "        pass\n"
         "check('ppo', 'gae', {'gae': gae}, time_limit=0.05)\n"
-        "import solutions.ppo\n"
-        "print('points', int(check('ppo', 'gae', vars(solutions.ppo))))\n"
+        "import rlkit_solutions.ppo\n"
+        "print('points', int(check('ppo', 'gae', vars(rlkit_solutions.ppo))))\n"
     )
     run = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path

@@ -122,7 +122,7 @@ def test_a_gae_written_with_bool_operations_trains(alternative: str, monkeypatch
 
     suite = mistakes_suite("ppo")
     gae = next(a.impl for a in suite.ALTERNATIVES if a.name == alternative)
-    monkeypatch.setattr(importlib.import_module("solutions.ppo"), "gae", gae)
+    monkeypatch.setattr(importlib.import_module("rlkit_solutions.ppo"), "gae", gae)
     summary = NativeCartPoleTrainer(make_config("ppo", timesteps=1024, seed=0)).train([])
     assert summary["timesteps"] >= 1024 and torch.isfinite(torch.tensor(summary["value_loss"]))
 
@@ -145,6 +145,6 @@ def test_last_value_reaches_gae_as_taught(monkeypatch) -> None:
     mistake = next(
         m.impl for m in mistakes_suite("ppo").MISTAKES if m.name == "gae_ignores_last_value"
     )
-    monkeypatch.setattr(importlib.import_module("solutions.ppo"), "gae", mistake)
+    monkeypatch.setattr(importlib.import_module("rlkit_solutions.ppo"), "gae", mistake)
     ignored = PPOObjective().advantages(segments)
     assert not torch.allclose(reference[0], ignored[0])

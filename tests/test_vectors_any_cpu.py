@@ -25,10 +25,11 @@ from grader import api, store
 print("kernel:", torch.backends.cpu.get_cpu_capability())
 for name in sys.argv[1:]:
     exercise = api.select_exercises([name])[0]
-    fresh = api.build_vectors(exercise)
-    stored = store.read_raw(store.package_vectors_stem(exercise.checks))
-    stale = store.differences(stored, fresh)
-    same_keys = json.dumps(fresh[0], sort_keys=True) == json.dumps(stored[0], sort_keys=True)
+    stale, same_keys = [], True
+    for stem, *fresh in api.build_vectors(exercise):  # the public part, the hidden part
+        stored = store.read_raw(stem)
+        stale += store.differences(stored, fresh)
+        same_keys &= json.dumps(fresh[0], sort_keys=True) == json.dumps(stored[0], sort_keys=True)
     print(f"{name}: {'STALE ' + str(stale[:3]) if stale else 'up to date'}"
           f"{'' if same_keys else ', array keys differ: rlkit vectors --regenerate ' + name}")
 """

@@ -18,6 +18,9 @@ import torch
 from rlkit.plugins import get_exercises
 
 PLUGIN = Path(__file__).resolve().parents[1]
+#: the instructors' package: the reference solution, the mistakes, the hidden vectors
+INSTRUCTOR = PLUGIN.parent / "rlkit-dqn-instructor"
+SOLUTION = INSTRUCTOR / "rlkit_dqn_instructor" / "dqn.py"
 RLKIT = Path(sys.executable).with_name("rlkit")
 
 CONTRACT = {
@@ -43,7 +46,9 @@ def rlkit(*args: str, cwd: Path | None = None, env: dict | None = None):
 
 def test_the_exercise_is_registered_with_its_contract() -> None:
     spec = get_exercises()["dqn"]
-    assert spec.plugin == "dqn" and spec.mistakes == "rlkit_dqn.mistakes"
+    assert spec.plugin == "dqn" and spec.mistakes == "rlkit_dqn_instructor.mistakes"
+    assert spec.solution == spec.hidden == "rlkit_dqn_instructor.dqn"
+    assert spec.instructor == "rlkit-dqn-instructor"
     assert spec.functions == tuple(CONTRACT)
     for module in (spec.stub, spec.solution):
         loaded = importlib.import_module(module)
@@ -53,7 +58,7 @@ def test_the_exercise_is_registered_with_its_contract() -> None:
 
 
 def test_td_target_by_hand() -> None:
-    from rlkit_dqn.solutions.dqn import td_target
+    from rlkit_dqn_instructor.dqn import td_target
 
     rewards = torch.tensor([1.0, 0.5, -1.0])
     next_q = torch.tensor([[2.0, 3.0], [4.0, -1.0], [7.0, 9.0]], requires_grad=True)
@@ -66,7 +71,7 @@ def test_td_target_by_hand() -> None:
 
 
 def test_double_dqn_target_lets_the_online_network_choose() -> None:
-    from rlkit_dqn.solutions.dqn import double_dqn_target
+    from rlkit_dqn_instructor.dqn import double_dqn_target
 
     rewards = torch.tensor([0.0, 1.0])
     online = torch.tensor([[5.0, 1.0], [0.0, 2.0]])  # chooses a' = 0, then a' = 1
@@ -77,7 +82,7 @@ def test_double_dqn_target_lets_the_online_network_choose() -> None:
 
 
 def test_dqn_loss_is_the_mean_huber_and_its_gradient_is_the_clipped_error() -> None:
-    from rlkit_dqn.solutions.dqn import dqn_loss
+    from rlkit_dqn_instructor.dqn import dqn_loss
 
     q = torch.tensor([[1.0, 2.0], [3.0, -4.0]], dtype=torch.float64, requires_grad=True)
     actions = torch.tensor([1, 0])
@@ -99,7 +104,7 @@ def test_student_path_init_then_check(tmp_path: Path) -> None:
     todo = rlkit("check", "dqn", "--path", str(work))
     assert todo.returncode == 1 and "not implemented" in todo.stdout
 
-    solution = (PLUGIN / "rlkit_dqn" / "solutions" / "dqn.py").read_text()
+    solution = SOLUTION.read_text()
     mistake = solution.replace("gamma * not_done * best_next", "gamma * best_next")
     assert mistake != solution
     (work / "dqn.py").write_text(mistake)
@@ -112,41 +117,47 @@ def test_student_path_init_then_check(tmp_path: Path) -> None:
 
 
 def test_one_pip_command_installs_the_plugin_with_its_vectors(tmp_path: Path) -> None:
-    """`pip install plugins/rlkit-dqn` on top of rlkit: the entry point and the stored vectors
-    ship in the package."""
+    """`pip install plugins/rlkit-dqn` on top of rlkit: the entry point and the public checks'
+    stored vectors ship in the package, no answer does; `pip install
+    plugins/rlkit-dqn-instructor` adds the reference, the mistakes and the hidden vectors."""
     target = tmp_path / "site"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(target),
-            str(PLUGIN),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    for package in (PLUGIN, INSTRUCTOR):
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--no-deps",
+                "--no-build-isolation",
+                "--target",
+                str(target),
+                str(package),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     package = target / "rlkit_dqn"
     for name in ("checks.vectors.json", "checks.vectors.npz", "exercises/dqn.py"):
         assert (package / name).is_file(), name
+    assert not (package / "solutions").exists() and not (package / "mistakes.py").exists()
     entry_points = next(target.glob("rlkit_dqn-*.dist-info")) / "entry_points.txt"
     assert "dqn = rlkit_dqn" in entry_points.read_text()
+    answers = target / "rlkit_dqn_instructor"
+    for name in ("dqn.py", "mistakes.py", "dqn.vectors.json", "dqn.vectors.npz"):
+        assert (answers / name).is_file(), name
 
 
 def test_instructors_grade_the_exercise_with_no_change_to_rlkit(tmp_path: Path) -> None:
     """`rlkit grade` picks the plugin's exercise up: full marks for the reference, none for
     the stub (hidden checks included)."""
     subs = tmp_path / "subs"
-    for student, source in (("alice", "solutions"), ("bob", "exercises")):
+    for student, source in (("alice", SOLUTION), ("bob", PLUGIN / "rlkit_dqn/exercises/dqn.py")):
         (subs / student).mkdir(parents=True)
-        shutil.copy(PLUGIN / "rlkit_dqn" / source / "dqn.py", subs / student / "dqn.py")
+        shutil.copy(source, subs / student / "dqn.py")
     grades = tmp_path / "grades.csv"
     result = rlkit("grade", str(subs), "dqn", "--out", str(grades))
     assert result.returncode == 0, result.stderr
