@@ -4,13 +4,15 @@
 every named misconception with how many students made it and one counterexample (from a public
 check when one caught it), and the problems that stopped an exercise from being graded.
 ``index.html`` shows the same with plots (matplotlib PNGs embedded, so the file stands alone).
+Every text in it is escaped (messages and problems can embed what a submission produced, and
+students name their own folders); ``sandbox_failed`` lists the students whose grading failed for
+a reason outside their code (the grader's own flag, never a message), graded again next run.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import html
 import io
 import json
 import statistics
@@ -18,10 +20,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from grader import render as audience
 from grader.batch import Course, write_whole
-
-#: the phrase grader.api.grade puts before a recognized mistake's explanation
-_MISTAKE_MARK = ". Looks like a classic mistake:"
 
 
 def _number(x: float) -> float | int:
@@ -31,6 +31,11 @@ def _number(x: float) -> float | int:
 def summarize(records: Sequence[Mapping[str, Any]], course: Course) -> dict[str, Any]:
     """The report's numbers (JSON-able)."""
     totals = [r["score"] for r in records]
+    sandbox_failed = sorted(
+        str(r["student"])
+        for r in records
+        if any(ex.get("sandbox_failed") is True for ex in r["exercises"])
+    )
     exercises: dict[str, Any] = {}
     checks: dict[str, dict[str, Any]] = {}
     misconceptions: dict[str, dict[str, Any]] = {}
@@ -82,11 +87,12 @@ def summarize(records: Sequence[Mapping[str, Any]], course: Course) -> dict[str,
                 public = c.get("visibility") != "hidden"
                 example = m["counterexample"]
                 if example is None or (public and example["visibility"] == "hidden"):
+                    shown = audience.view(c, audience.INSTRUCTOR, course.mistakes)
                     m["counterexample"] = {
                         "student": r["student"],
                         "check": c["name"],
                         "visibility": c.get("visibility", "public"),
-                        "message": str(c["message"]).split(_MISTAKE_MARK)[0],
+                        "message": shown.quoted,
                     }
                 if name not in seen:
                     seen.add(name)
@@ -114,6 +120,7 @@ def summarize(records: Sequence[Mapping[str, Any]], course: Course) -> dict[str,
         ),
         "checks": dict(sorted(checks.items(), key=lambda kv: (kv[1]["pass_rate"], kv[0]))),
         "problems": problems,
+        "sandbox_failed": sandbox_failed,
         "protection": sorted({str(r.get("protection", "")) for r in records}),
     }
 
@@ -200,7 +207,7 @@ img { max-width: 100%; } .muted { color: #777; }
 
 
 def _e(text: Any) -> str:
-    return html.escape(str(text))
+    return audience.html(text)
 
 
 def render(summary: Mapping[str, Any]) -> str:
@@ -273,6 +280,12 @@ def render(summary: Mapping[str, Any]) -> str:
                 f"<tr><td>{_e(name)}</td><td class='n'>{p['students']}</td><td>{examples}</td></tr>"
             )
         out.append("</table>")
+    failed = summary.get("sandbox_failed") or []
+    if failed:
+        out.append(
+            f"<h2>The sandbox failed (graded again on the next run)</h2><p>{len(failed)} "
+            f"students: {_e(', '.join(failed))}</p>"
+        )
     out.append(f"<p class='muted'>Protection in force: {_e(' | '.join(summary['protection']))}</p>")
     out.append("</body></html>")
     return "\n".join(out)

@@ -1,6 +1,11 @@
 """The class's grades as a file: JSON (one object per student, the exercises as in
 ``rlkit check --json``), CSV (one row per student, one column per exercise) or Gradescope
-(a ``results.json`` per student). Every file is written whole."""
+(a ``results.json`` per student). Every file is written whole.
+
+Text that can come from a submission or its folder's name is data: JSON encodes it, a CSV cell
+that a spreadsheet would read as a formula (``= + - @``, tab, CR first) gets a leading ``'``,
+and Gradescope's outputs are Markdown built by ``grader.render`` (the submission's text fenced,
+a hidden check's message never shown)."""
 
 from __future__ import annotations
 
@@ -11,8 +16,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from grader import render
 from grader.batch import Course, write_whole
-from grader.feedback import student_message
 from grader.submissions import safe_name
 
 #: fields of a record that are bookkeeping, not grades
@@ -27,45 +32,55 @@ def to_json(records: Sequence[Mapping[str, Any]]) -> str:
 def to_csv(records: Sequence[Mapping[str, Any]], exercises: Sequence[str]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["student", "score", "max_score", *exercises, "protection"])
+    writer.writerow(["student", "score", "max_score", *exercises, "protection", "note"])
     for r in records:
         scores = {e["name"]: e["score"] for e in r["exercises"]}
-        writer.writerow(
-            [
-                r["student"],
-                r["score"],
-                r["max_score"],
-                *(scores.get(e, 0) for e in exercises),
-                r.get("protection", ""),
-            ]
-        )
+        row = [
+            r["student"],
+            r["score"],
+            r["max_score"],
+            *(scores.get(e, 0) for e in exercises),
+            r.get("protection", ""),
+            r.get("note") or "",
+        ]
+        writer.writerow([render.csv_cell(cell) for cell in row])
     return buffer.getvalue()
 
 
 def gradescope(record: Mapping[str, Any], course: Course) -> dict[str, Any]:
-    """A Gradescope autograder ``results.json``: one test per check. Public checks show their
-    full message at once; hidden ones appear after the grades are published, without their
-    inputs or expected values."""
+    """A Gradescope autograder ``results.json``: one test per check, its output Markdown
+    (``output_format: md``) as in the feedback file. Public checks show their full message
+    (fenced) at once; hidden ones appear after the grades are published, with their name,
+    pass/fail and misconception only."""
     tests = []
     for ex in record["exercises"]:
         for c in ex["checks"]:
             hidden = c.get("visibility") == "hidden"
+            shown = render.view(
+                c, render.STUDENT, course.mistakes, course.descriptions, ex.get("problem")
+            )
             tests.append(
                 {
                     "name": f"{ex['name']}: {c['name']}" + (" (hidden)" if hidden else ""),
                     "score": c["points"],
                     "max_score": c["max_points"],
                     "status": "passed" if c["passed"] else "failed",
-                    "output": student_message(
-                        c, course.descriptions, course.mistakes, ex.get("problem")
-                    ),
+                    "output": render.check_body_markdown(shown),
+                    "output_format": "md",
                     "visibility": "after_published" if hidden else "visible",
                 }
             )
+    output = (
+        f"rlkit: {record['score']}/{record['max_score']} (graded in: "
+        f"{str(record.get('protection', '')).split(';')[0]})"
+    )
+    if record.get("note"):
+        output += "\n\n**Not graded.** What the grader saw:\n\n" + render.fence(record["note"])
     return {
         "score": record["score"],
-        "output": f"rlkit: {record['score']}/{record['max_score']} (graded in: "
-        f"{str(record.get('protection', '')).split(';')[0]})",
+        "output": output,
+        "output_format": "md",
+        "test_output_format": "md",
         "visibility": "visible",
         "stdout_visibility": "hidden",
         "tests": tests,

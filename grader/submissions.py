@@ -16,6 +16,11 @@ cell, a syntax error) becomes one line for that exercise, never an exception.
 
 Every student is staged into a private folder holding only their exercise files, so stray files
 in a submission (a forged ``checks/`` folder, say) are never seen by the grader.
+
+Symbolic links are refused at every level, under the folder the instructor names: a student
+folder, an assignment folder, an exercise file or notebook that is a link (it could point at
+another student's work) earns nothing, and that student's row says so in one line
+(``Submission.note``, or the exercise's problem). Files are opened without following links.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,10 +47,14 @@ class Submission:
     student: str
     folder: Path
     files: dict[str, Path] = field(default_factory=dict)
+    #: one line when (part of) the submission was refused (a symbolic link): an exercise it
+    #: leaves without a file fails with this line instead of "missing"
+    note: str | None = None
 
     def fingerprint(self, exercises: Sequence[str]) -> str:
         """Hash of what gets graded: a re-run skips the student while this is unchanged."""
         digest = hashlib.sha256()
+        digest.update(f"note\0{self.note or ''}\0".encode())
         for name in exercises:
             file = self.files.get(name)
             digest.update(f"\0{name}\0{file.suffix if file else 'missing'}\0".encode())
@@ -68,36 +78,64 @@ def _hidden(path: Path) -> bool:
     return path.name.startswith((".", "_"))
 
 
+#: the line a refused submission gets (no name in it: folder names are the students')
+LINKED_STUDENT = (
+    "the submission folder is a symbolic link (it could point at another student's work): "
+    "nothing in it was graded; submit the folder itself"
+)
+LINKED_ASSIGNMENT = (
+    "an assignment folder in the submission is a symbolic link (it could point at another "
+    "student's work): nothing in it was graded; submit the folder itself"
+)
+
+
 def _exercise_files(folder: Path, exercises: Sequence[str]) -> dict[str, Path]:
+    """``<exercise>.py`` (else ``.ipynb``) in ``folder``; a symbolic link is found too, and
+    refused when staged (one line for that exercise)."""
     found = {}
     for name in exercises:
         for suffix in (".py", ".ipynb"):
             file = folder / f"{name}{suffix}"
-            if file.is_file():
+            if file.is_symlink() or file.is_file():
                 found[name] = file
                 break
     return found
 
 
-def _notebooks(student: Path, exercises: Sequence[str], assignment: str | None) -> dict[str, Path]:
-    """An nbgrader student folder: ``<assignment>/<exercise>.ipynb``."""
+def _notebooks(
+    student: Path, exercises: Sequence[str], assignment: str | None
+) -> tuple[dict[str, Path], str | None]:
+    """An nbgrader student folder: ``<assignment>/<exercise>.ipynb``; a linked assignment
+    folder is not looked into (the note says so)."""
     from rlkit.errors import UsageError
 
-    folders = sorted(d for d in student.iterdir() if d.is_dir() and not _hidden(d))
+    entries = sorted(d for d in student.iterdir() if not _hidden(d))
     if assignment is not None:
-        folders = [d for d in folders if d.name == assignment]
+        entries = [d for d in entries if d.name == assignment]
+    linked = [d for d in entries if d.is_symlink() and d.is_dir()]
+    folders = [d for d in entries if not d.is_symlink() and d.is_dir()]
     found: dict[str, Path] = {}
     for name in exercises:
         hits = [d / f"{name}.ipynb" for d in folders if (d / f"{name}.ipynb").is_file()]
+        hits += [
+            d / f"{name}.ipynb" for d in folders if (d / f"{name}.ipynb").is_symlink()
+        ]  # refused when staged, with its own line
+        hits = sorted(set(hits))
         if len(hits) > 1:
             where = ", ".join(h.parent.name for h in hits)
             raise UsageError(
-                f"{student.name} has {name}.ipynb in several assignments ({where}); "
-                "pass --assignment NAME"
+                f"{_printable(student.name)} has {name}.ipynb in several assignments "
+                f"({_printable(where)}); pass --assignment NAME"
             )
         if hits:
             found[name] = hits[0]
-    return found
+    return found, (LINKED_ASSIGNMENT if linked else None)
+
+
+def _printable(text: str) -> str:
+    from grader.render import one_line
+
+    return one_line(text)
 
 
 def discover(
@@ -126,10 +164,19 @@ def discover(
         return [Submission(root.resolve().name, root, own)]
     students = []
     for folder in sorted(root.iterdir()):
-        if not folder.is_dir() or _hidden(folder) or folder.resolve() in skip:
+        if _hidden(folder):
             continue
-        files = _exercise_files(folder, exercises) or _notebooks(folder, exercises, assignment)
-        students.append(Submission(folder.name, folder, files))
+        if folder.is_symlink():  # never followed: it could be another student's folder
+            if folder.resolve() not in skip:
+                students.append(Submission(folder.name, folder, {}, note=LINKED_STUDENT))
+            continue
+        if not folder.is_dir() or folder.resolve() in skip:
+            continue
+        files = _exercise_files(folder, exercises)
+        note = None
+        if not files:
+            files, note = _notebooks(folder, exercises, assignment)
+        students.append(Submission(folder.name, folder, files, note=note))
     return students
 
 
@@ -238,6 +285,9 @@ def stage(submission: Submission, folder: Path, exercises: Sequence[str]) -> dic
     problems = {}
     for name in exercises:
         file = submission.files.get(name)
+        if submission.note == LINKED_STUDENT or (file is None and submission.note):
+            problems[name] = submission.note
+            continue
         if file is None:
             problems[name] = f"{name}.py is missing from the submission"
             continue
@@ -245,10 +295,10 @@ def stage(submission: Submission, folder: Path, exercises: Sequence[str]) -> dic
             problems[name] = f"{file.name} is a symbolic link; submit the file itself"
             continue
         try:
-            if file.stat().st_size > MAX_FILE_BYTES:
-                problems[name] = f"{file.name} is larger than {MAX_FILE_BYTES // 1_000_000} MB"
-                continue
-            data = file.read_bytes()
+            data = _read_plain(file)
+        except _TooBig:
+            problems[name] = f"{file.name} is larger than {MAX_FILE_BYTES // 1_000_000} MB"
+            continue
         except OSError as exc:
             problems[name] = f"{file.name} cannot be read ({exc.strerror or exc})"
             continue
@@ -262,6 +312,27 @@ def stage(submission: Submission, folder: Path, exercises: Sequence[str]) -> dic
             continue
         (folder / f"{name}.py").write_bytes(data)
     return problems
+
+
+class _TooBig(Exception):
+    pass
+
+
+def _read_plain(file: Path) -> bytes:
+    """The bytes of a regular file, opened without following a link (a link swapped in after
+    discovery is refused too) and without blocking on a FIFO."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    fd = os.open(file, flags)
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(0, "not a regular file")
+        if info.st_size > MAX_FILE_BYTES:
+            raise _TooBig()
+        data = f.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise _TooBig()
+    return data
 
 
 def check_text(data: bytes, filename: str) -> None:

@@ -267,6 +267,8 @@ def _run(
             reason = f"the {kind} took longer than {time_limit:g} s (an infinite loop?)"
         elif state.why == "interrupted":
             reason = "the checks were interrupted before they finished"
+        elif hidden:  # the error's text may hold the hidden inputs: never shown
+            reason = "the hidden checks could not run (the public checks usually show why)"
         else:
             reason = f"the checks could not run ({crash})"
         return max_points, f"{function}: 0/{max_points} - {reason}", 0
@@ -283,20 +285,11 @@ def _run(
 
 
 def _hidden_text(part: Any, mistakes: Mapping[str, str]) -> str:
-    """Hidden checks: name, pass/fail and the misconception, never inputs or expected values."""
-    lines = [f"{part.name} (hidden checks): {part.score}/{part.max_score}"]
-    for c in part.checks:
-        mark = "PASS" if c.passed else "FAIL"
-        line = f"  {mark} {c.name} {c.points}/{c.max_points}"
-        if not c.passed:
-            name = getattr(c, "misconception", None)
-            if name and name in mistakes:
-                line += f"  Looks like a classic mistake: {mistakes[name]}"
-            elif MISTAKE_MARK in c.message:
-                line += "  " + MISTAKE_MARK + c.message.split(MISTAKE_MARK, 1)[1]
-            elif "not implemented yet" in c.message:
-                line += "  not implemented yet"
-            else:
-                line += "  wrong on the hidden inputs (the public checks above usually show why)"
-        lines.append(line)
-    return "\n".join(lines)
+    """Hidden checks: name, pass/fail and the misconception (from the catalogue), never the
+    message (inputs, expected values, or text the student's code wrote from them): what
+    ``grader.render.view`` lets a student see."""
+    from grader.render import hidden_plain
+
+    return hidden_plain(
+        f"{part.name} (hidden checks)", part.checks, mistakes, (part.score, part.max_score)
+    )

@@ -46,12 +46,17 @@ def _progress(console_file: Any) -> tuple[Any, Any]:
         state["done"], state["total"] = 0, total
 
         def tick(student: str, record: dict[str, Any] | None) -> None:
+            from grader.render import one_line
+
             state["done"] += 1
             score = f"{record['score']}/{record['max_score']}" if record else ""
+            name = one_line(student)  # a folder name is the student's: no control characters
             if "bar" in state:
-                state["bar"].update(state["task"], advance=1, description=f"{student} {score}")
+                from rich.markup import escape  # nor rich markup
+
+                state["bar"].update(state["task"], advance=1, description=f"{escape(name)} {score}")
             else:
-                click.echo(f"[{state['done']}/{total}] {student} {score}", err=True)
+                click.echo(f"[{state['done']}/{total}] {name} {score}", err=True)
 
         return tick
 
