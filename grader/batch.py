@@ -201,17 +201,104 @@ Progress = Callable[[str, dict[str, Any] | None], None]
 def _results(
     paths: Sequence[Path], options: Options, names: Sequence[str]
 ) -> Iterator[tuple[int, Any]]:
+    """``(index into paths, Report or the exception that grading that student raised)``, one
+    per path. The engine stops at the first exception without saying whose it was, so the
+    students it had not yet answered are graded again, in order (one sandbox): the first of
+    them not answered is the one whose grading raised; the rest go on in a new batch. Only
+    ``RlkitError`` (no sandbox can start here, which is no student's doing) stops it all."""
+    from grader import api
+    from grader.records import HIDDEN
+    from rlkit.errors import RlkitError
+
+    def engine(left: list[int], jobs: int | None) -> Iterator[tuple[int, Any]]:
+        return api.check_workspaces(
+            [str(paths[i]) for i in left],
+            names,
+            HIDDEN,
+            options.limits or None,
+            sandbox=options.sandbox,
+            jobs=jobs,
+        )
+
+    left, jobs = list(range(len(paths))), options.jobs
+    while left:
+        answered: list[int] = []
+        ordered = jobs == 1 or len(left) == 1  # then the engine answers in order
+        results = engine(left, jobs)
+        try:
+            for j, report in results:
+                answered.append(left[j])
+                yield left[j], report
+            return
+        except RlkitError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one student's row, never the batch
+            rest = [i for i in left if i not in answered]
+            if ordered and answered == left[: len(answered)]:
+                yield rest[0], exc
+                left, jobs = rest[1:], options.jobs
+            elif jobs != 1:
+                left, jobs = rest, 1  # find whose it was
+            else:  # answers out of order: grade each of the rest alone
+                for i in rest:
+                    try:
+                        yield from ((i, report) for _, report in engine([i], 1))
+                    except RlkitError:
+                        raise
+                    except Exception as alone:  # noqa: BLE001
+                        yield i, alone
+                return
+        finally:
+            close = getattr(results, "close", None)
+            if close is not None:
+                close()
+
+
+def _failed_record(
+    submission: Submission,
+    fingerprint: str,
+    problems: Mapping[str, str],
+    course: Course,
+    exc: BaseException,
+) -> dict[str, Any]:
+    """The row of a student whose grading or recording raised: 0 for every exercise that could
+    not be graded, with the reason in one line. Graded again by the next run (the fault is
+    the grader's)."""
     from grader import api
     from grader.records import HIDDEN
 
-    return api.check_workspaces(
-        [str(p) for p in paths],
-        names,
-        HIDDEN,
-        options.limits or None,
-        sandbox=options.sandbox,
-        jobs=options.jobs,
-    )
+    first = (str(exc).strip().splitlines() or [""])[0][:200]
+    why = type(exc).__name__ + (f": {first}" if first else "")
+    problem = f"the grader could not grade this submission ({why})"
+    fingerprint = "regrade:" + fingerprint
+    try:
+        return make_record(
+            submission, fingerprint, api._unreadable(course.exercises, HIDDEN, problem), problems
+        )
+    except Exception:  # noqa: BLE001 - the row is built by hand then
+        exercises = [
+            {
+                "name": name,
+                "score": 0,
+                "max_score": course.max_scores.get(name, 0),
+                "checks": [],
+                "problem": problems.get(name) or problem,
+                "sandbox_failed": False,
+            }
+            for name in course.exercises
+        ]
+        return {
+            "student": submission.student,
+            "score": 0,
+            "max_score": sum(e["max_score"] for e in exercises),
+            "exercises": exercises,
+            "protection": UNNAMED_PROTECTION,
+            "files": [],
+            "note": getattr(submission, "note", None),
+            "seconds": 0.0,
+            "graded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "fingerprint": fingerprint,
+        }
 
 
 def grade_class(
@@ -287,20 +374,35 @@ def _grade(
     """Stage, grade and record ``todo`` (Ctrl-C propagates once the sandboxes are closed)."""
     scratch = Path(tempfile.mkdtemp(prefix="rlkit-grade-"))
     try:
-        paths, problems = [], []
+        paths: list[Path] = []
+        problems: list[Mapping[str, str]] = []
         for i, (sub, _) in enumerate(todo):
             folder = scratch / f"s{i}"  # no student name in the path the sandbox sees
-            problems.append(stage(sub, folder, course.exercises))
+            try:
+                problems.append(stage(sub, folder, course.exercises))
+            except Exception as exc:  # noqa: BLE001 - that student's row says why
+                shutil.rmtree(folder, ignore_errors=True)
+                folder.mkdir(parents=True)  # empty: graded as "none of the files"
+                why = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
+                problem = f"the grader could not read this submission ({why})"
+                problems.append(dict.fromkeys(course.exercises, problem))
             paths.append(folder)
         results = _results(paths, options, course.exercises)
         try:
             for i, report in results:
                 sub, fingerprint = todo[i]
-                record = make_record(sub, fingerprint, report, problems[i])
-                write_whole(layout.records / f"{names[sub.student]}.json", json.dumps(record))
-                records[sub.student] = record
+                try:
+                    if isinstance(report, BaseException):
+                        raise report
+                    record = make_record(sub, fingerprint, report, problems[i])
+                except Exception as exc:  # noqa: BLE001 - one student's row, never the batch
+                    record = _failed_record(sub, fingerprint, problems[i], course, exc)
+                records[sub.student] = record  # the row exists whatever happens next
+                with contextlib.suppress(Exception):  # not kept: graded again next run
+                    write_whole(layout.records / f"{names[sub.student]}.json", json.dumps(record))
                 if on_record is not None:
-                    on_record(record, course)
+                    with contextlib.suppress(Exception):  # the export writes what is missing
+                        on_record(record, course)
                 shutil.rmtree(paths[i], ignore_errors=True)
                 if tick is not None:
                     tick(sub.student, record)
