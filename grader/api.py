@@ -168,9 +168,7 @@ def grade(
                 except Exception:  # noqa: BLE001 - no mistake named, the verdict stands
                     mistake = explanation = None
                 if explanation is not None:
-                    message = (
-                        f"{message.rstrip('. ')}. Looks like a classic mistake: {explanation}"
-                    )
+                    message = f"{message.rstrip('. ')}. Looks like a classic mistake: {explanation}"
         points = check.points if passed else 0
         report.checks.append(
             CheckResult(
