@@ -71,7 +71,8 @@ class CheckView:
     max_points: int
     #: the check's description (grader-written; shown for hidden checks)
     description: str = ""
-    #: a fixed sentence for the observed failure kind (grader-written)
+    #: a fixed sentence for the observed failure kind (grader-written; a student's hidden
+    #: check only, where no message is shown)
     kind_text: str = ""
     #: text that may embed what the submission produced: shown only quoted ("" for a student's
     #: hidden check, always)
@@ -138,9 +139,8 @@ def view(
             explanation=explanation,
         )
     message = problem if problem else str(_get(check, "message", "") or "")
-    return _replace(
+    return _replace(  # the message says how it failed: no kind_text besides
         shown,
-        kind_text="" if problem else kind_text,
         quoted=without_explanation(message, explanation),
         misconception=misconception,
         explanation=explanation,
@@ -219,11 +219,12 @@ def csv_cell(value: Any) -> Any:
 # ----------------------------------------------------------------------------- Markdown
 
 
-def _sentence(text: str) -> str:
+def _sentence(text: str, capitalize: bool = True) -> str:
     text = text.strip()
     if not text:
         return ""
-    text = text[0].upper() + text[1:]
+    if capitalize:
+        text = text[0].upper() + text[1:]
     return text if text.endswith((".", "!", "?", ")")) else text + "."
 
 
@@ -248,8 +249,8 @@ def check_body_markdown(shown: CheckView) -> str:
     parts = []
     if shown.hidden and not shown.quoted:
         parts.append(_sentence(_hidden_fails(shown)))
-    if shown.kind_text:
-        parts.append(_sentence(shown.kind_text))
+    if shown.kind_text:  # starts with a function's name: not capitalized
+        parts.append(_sentence(shown.kind_text, capitalize=False))
     blocks = [" ".join(parts)] if parts else []
     if shown.quoted:
         blocks.append(fence(shown.quoted))
