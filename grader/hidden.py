@@ -246,9 +246,57 @@ def _keyed_stem(hidden_set: HiddenSet, exercise: Any) -> Path:
 
 
 def prepare(hidden_set: HiddenSet, exercises: Any) -> None:
-    """Compute (or find fresh in the cache) the set's vectors of every exercise now, before
-    grading starts in several threads."""
-    if hidden_set.builtin:
-        return
+    """Find the set's vectors of every exercise now (computing a key's when its cache is
+    stale), before grading starts in several threads: where the instructor's distribution is
+    missing, ReferenceMissing says so in one line before anything else happens."""
+    from grader.api import vector_parts
+
     for exercise in exercises:
-        hidden_set.stem(exercise)
+        vector_parts(exercise, hidden=True, hidden_set=hidden_set)
+
+
+def course_folder(submissions: Path, out: Path) -> Path:
+    """Where ``rlkit grade`` keeps the course key: an nbgrader course's own folder (its
+    notebooks' hidden cells find the key there), else the folder of ``--out``."""
+    submissions = Path(submissions)
+    if (submissions / "submitted").is_dir() or (submissions / "nbgrader_config.py").is_file():
+        return submissions
+    return Path(out).absolute().parent
+
+
+def use_for_command(
+    option: str | None,
+    default_file: Path | None,
+    exercises: Any = (),
+    create: bool = False,
+    announce: bool = True,
+) -> HiddenSet:
+    """Pick the hidden set for the running click command (``choose``), make it the active
+    one until the command ends, find (or compute) its vectors now, and say which it is
+    (``announce``) and that a key was made on stderr."""
+    import click
+
+    from grader.api import select_exercises
+    from rlkit.registry import ReferenceMissing
+
+    selected = select_exercises(exercises)
+    for exercise in selected if option != BUILTIN_OPTION else ():
+        if exercise.solution and not exercise.has(exercise.solution):  # before a key is made
+            raise ReferenceMissing(
+                exercise.missing() + "; the hidden checks' expected values are computed from it"
+            )
+    chosen, made = choose(option, default_file, create)
+    if made:
+        click.echo(
+            f"Made the course key {chosen.key_file}: the hidden checks' inputs are drawn from "
+            "it. Keep it with the course (the same key grades the same way), and keep it from "
+            "students.",
+            err=True,
+        )
+    context = click.get_current_context(silent=True)
+    if context is not None:
+        context.with_resource(using(chosen))
+    prepare(chosen, selected)
+    if announce:
+        click.echo(chosen.describe()[0].upper() + chosen.describe()[1:], err=True)
+    return chosen

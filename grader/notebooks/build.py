@@ -126,8 +126,18 @@ def answer_source(fn: FunctionSource) -> str:
     )
 
 
-def test_source(exercise: str, function: str, points: int, hidden: bool) -> str:
-    call = f"check({exercise!r}, {function!r}, globals(){', hidden=True' if hidden else ''})"
+def test_source(
+    exercise: str, function: str, points: int, hidden: bool, hidden_set: str = "builtin"
+) -> str:
+    """A test cell's code. A hidden one names the set of hidden checks it runs
+    (``hidden_set``: ``builtin`` or a course key's ``key:<fingerprint>``, found at grading in
+    the course folder above the notebook; the fingerprint reveals nothing of the key)."""
+    extra = ""
+    if hidden:
+        extra = ", hidden=True" + (
+            f", hidden_set={hidden_set!r}" if hidden_set != "builtin" else ""
+        )
+    call = f"check({exercise!r}, {function!r}, globals(){extra})"
     if hidden:
         return "\n".join(
             [
@@ -152,7 +162,15 @@ def test_source(exercise: str, function: str, points: int, hidden: bool) -> str:
 
 def build_notebook(exercise: Any, timeout: int) -> Any:
     """The nbgrader source notebook of a registered exercise, as nbformat 4.5 JSON data
-    (written by hand: importing nbformat's validator costs seconds; the tests validate)."""
+    (written by hand: importing nbformat's validator costs seconds; the tests validate). The
+    answer cells hold the reference and the hidden test cells run the active hidden set
+    (``grader.hidden``): both are the instructor's (ReferenceMissing, one line, without them)."""
+    from grader.hidden import active
+    from rlkit.registry import ReferenceMissing
+
+    if not exercise.has(exercise.solution):
+        raise ReferenceMissing(exercise.missing() + "; the notebooks' answer cells hold it")
+    hidden_set = active().label
     source = load_exercise_source(exercise)
     points = points_by_function(exercise)
     name = exercise.name
@@ -190,7 +208,7 @@ def build_notebook(exercise: Any, timeout: int) -> Any:
             )
         if p.hidden:
             add(
-                new_code_cell(test_source(name, fn.name, p.hidden, hidden=True)),
+                new_code_cell(test_source(name, fn.name, p.hidden, True, hidden_set)),
                 f"{fn.name}-hidden-checks",
                 grade=True,
                 points=p.hidden,

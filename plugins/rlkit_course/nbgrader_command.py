@@ -30,13 +30,32 @@ def nbgrader_group() -> None:
     "nbgrader_config.py when it is created).",
 )
 @click.option("--force", is_flag=True, help="Overwrite notebooks that were edited since.")
+@click.option(
+    "--key",
+    default=None,
+    help="The course's secret the hidden checks' inputs are drawn from: a key file "
+    "[COURSE_DIR/rlkit-hidden.key, made when missing]. `--key builtin`: rlkit's own hidden "
+    "inputs (public in its repository).",
+)
 def build_command(
-    course_dir: Path, exercises: tuple[str, ...], assignment: str, timeout: int, force: bool
+    course_dir: Path,
+    exercises: tuple[str, ...],
+    assignment: str,
+    timeout: int,
+    force: bool,
+    key: str | None,
 ) -> None:
     """Write an nbgrader course: nbgrader_config.py and one notebook per exercise (all
     exercises, a plugin's included, or the ones named), with answer cells, visible and hidden
-    test cells worth the grader's points."""
+    test cells worth the grader's points. The hidden test cells run hidden checks drawn from
+    the course key (kept in COURSE_DIR; `rlkit grade COURSE_DIR` uses the same)."""
+    from grader import hidden
     from grader.notebooks.course import build_course
+    from rlkit.errors import UsageError
+
+    if course_dir.exists() and not course_dir.is_dir():
+        raise UsageError(f"{course_dir} exists and is not a folder; pass a course folder")
+    hidden.use_for_command(key, course_dir / hidden.KEY_FILE, exercises, create=True)
 
     result = build_course(course_dir, exercises, assignment, timeout, force)
     if result.config_written:
