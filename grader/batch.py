@@ -76,21 +76,19 @@ class Course:
 
     @classmethod
     def load(cls, names: Sequence[str]) -> Course:
-        from grader.api import HIDDEN, load_vectors, select_exercises, vectors_stem
-        from grader.store import SUFFIX_JSON, SUFFIX_NPZ
+        from grader.api import HIDDEN, load_vectors, select_exercises, vectors_files
+        from grader.hidden import active
 
         exercises = select_exercises(names)
         descriptions, mistakes, max_scores = {}, {}, {}
-        digest = hashlib.sha256()
+        digest = hashlib.sha256(active().label.encode())  # which hidden checks grade
         for ex in exercises:
             vectors = load_vectors(ex, hidden=True)
             checks = vectors.select(HIDDEN)
             descriptions.update({c.name: c.description for c in checks})
             mistakes.update(vectors.mistakes)
             max_scores[ex.name] = sum(c.points for c in checks)
-            stem = vectors_stem(ex, hidden=True)
-            for suffix in (SUFFIX_JSON, SUFFIX_NPZ):
-                file = stem.with_name(stem.name + suffix)
+            for file in vectors_files(ex, hidden=True):  # public and hidden parts
                 with contextlib.suppress(OSError):
                     digest.update(file.read_bytes())
         return cls(
@@ -170,7 +168,15 @@ def make_record(
         "seconds": round(float(getattr(report, "seconds", 0.0)), 3),
         "graded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "fingerprint": fingerprint,
+        "hidden_set": _hidden_set(),
     }
+
+
+def _hidden_set() -> str:
+    """Which hidden checks graded: ``builtin`` or ``key:<fingerprint>`` (grader.hidden)."""
+    from grader.hidden import active
+
+    return active().label
 
 
 def read_record(path: Path) -> dict[str, Any] | None:

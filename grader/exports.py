@@ -32,7 +32,9 @@ def to_json(records: Sequence[Mapping[str, Any]]) -> str:
 def to_csv(records: Sequence[Mapping[str, Any]], exercises: Sequence[str]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["student", "score", "max_score", *exercises, "protection", "note"])
+    writer.writerow(
+        ["student", "score", "max_score", *exercises, "protection", "hidden_set", "note"]
+    )
     for r in records:
         scores = {e["name"]: e["score"] for e in r["exercises"]}
         row = [
@@ -41,6 +43,7 @@ def to_csv(records: Sequence[Mapping[str, Any]], exercises: Sequence[str]) -> st
             r["max_score"],
             *(scores.get(e, 0) for e in exercises),
             r.get("protection", ""),
+            r.get("hidden_set", ""),
             r.get("note") or "",
         ]
         writer.writerow([render.csv_cell(cell) for cell in row])
@@ -84,7 +87,11 @@ def gradescope(record: Mapping[str, Any], course: Course) -> dict[str, Any]:
         "visibility": "visible",
         "stdout_visibility": "hidden",
         "tests": tests,
-        "extra_data": {"student": record["student"], "protection": record.get("protection")},
+        "extra_data": {
+            "student": record["student"],
+            "protection": record.get("protection"),
+            "hidden_set": record.get("hidden_set"),
+        },
     }
 
 

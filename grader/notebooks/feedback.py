@@ -192,9 +192,12 @@ def check(
     namespace: Mapping[str, Any],
     hidden: bool = False,
     time_limit: float | None = None,
+    hidden_set: str | None = None,
 ) -> Points:
     """Grade ``namespace[function]`` on the exercise's public (or hidden) checks, print the
-    feedback and return the points (the test cell's value, read by nbgrader)."""
+    feedback and return the points (the test cell's value, read by nbgrader). ``hidden_set``
+    (``key:<fingerprint>``, written by ``rlkit nbgrader build``): the course key's hidden
+    checks, the key found in the notebook's folder or one above it (grader.hidden)."""
     if time_limit is None:
         try:
             time_limit = float(os.environ.get(TIME_LIMIT_ENV, TIME_LIMIT))
@@ -203,9 +206,34 @@ def check(
     watch = _watch()
     if watch is not None and watch.current is not None:
         watch.tests.add(watch.current)
-    max_points, text, points = _run(exercise, function, namespace, hidden, time_limit, watch)
+    with _hidden_set(hidden_set) as problem:
+        if problem is not None:
+            print(f"0 points: cannot run the hidden checks of {function}() here: {problem}")
+            return Points(0, 0)
+        max_points, text, points = _run(exercise, function, namespace, hidden, time_limit, watch)
     print(text)
     return Points(points, max_points)
+
+
+@contextlib.contextmanager
+def _hidden_set(label: str | None) -> Iterator[str | None]:
+    """Inside: the hidden checks named by ``label`` are the active set (None: the built-in
+    set); yields a one-line problem instead when its key is not found."""
+    if label is None:
+        yield None
+        return
+    from pathlib import Path
+
+    from grader import hidden as hidden_sets
+    from rlkit.errors import RlkitError
+
+    try:
+        chosen = hidden_sets.find_key(Path.cwd(), label)
+    except RlkitError as exc:
+        yield exc.message
+        return
+    with hidden_sets.using(chosen):
+        yield None
 
 
 def _run(

@@ -109,6 +109,13 @@ def _progress(console_file: Any) -> tuple[Any, Any]:
     is_flag=True,
     help="Grade without the namespace sandbox (only for code you trust).",
 )
+@click.option(
+    "--key",
+    default=None,
+    help="The course's secret the hidden checks' inputs are drawn from: a key file "
+    "[rlkit-hidden.key in the nbgrader course, else beside --out; made when missing]. "
+    "`--key builtin`: rlkit's own hidden inputs (public in its repository).",
+)
 def grade_command(
     submissions: Path,
     exercises: tuple[str, ...],
@@ -120,6 +127,7 @@ def grade_command(
     report: Path | None,
     assignment: str | None,
     no_sandbox: bool,
+    key: str | None,
 ) -> None:
     """Instructors: grade every student under SUBMISSIONS (all checks, public and hidden).
 
@@ -146,6 +154,10 @@ def grade_command(
         assignment=assignment,
     )
     layout = batch.Layout.beside(out, fmt, feedback, report)
+    from grader import hidden  # which hidden checks: every record names the set
+
+    key_file = hidden.course_folder(submissions, out) / hidden.KEY_FILE
+    hidden.use_for_command(key, key_file, exercises, create=True)
 
     def on_record(record: dict[str, Any], course: batch.Course) -> None:
         student_feedback.write(
