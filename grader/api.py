@@ -145,7 +145,10 @@ def grade(
     ``problem`` (the file is missing, does not import, ...) fails every check with that line.
     A judge that raises (whatever the outcomes hold) fails its check only, with one line that
     says the grader could not judge the result and why; recognizing a mistake that raises
-    names no mistake."""
+    names no mistake. A failed check's ``kind`` is what the grader observed
+    (``grader.report.failure_kind``): a refused or unjudgeable result counts as "wrong"."""
+    from grader.report import failure_kind
+
     report = ExerciseReport(vectors.exercise, problem=problem)
     for check, got in zip(checks, outcomes):
         mistake = None
@@ -170,6 +173,7 @@ def grade(
                 if explanation is not None:
                     message = f"{message.rstrip('. ')}. Looks like a classic mistake: {explanation}"
         points = check.points if passed else 0
+        kind = "" if passed else "problem" if problem is not None else failure_kind(list(got))
         report.checks.append(
             CheckResult(
                 check.name,
@@ -180,6 +184,7 @@ def grade(
                 check.function,
                 check.visibility,
                 misconception=mistake,
+                kind=kind,
             )
         )
     return report

@@ -456,7 +456,7 @@ def test_a_malformed_record_fails_its_checks_in_one_line(ppo_vectors, how: str) 
         assert not result.passed, (how, result.name)
         assert REFUSED in result.message, (how, result.name, result.message)
         assert "\n" not in result.message and "could not judge" not in result.message
-        assert result.misconception is None
+        assert result.misconception is None and result.kind == "wrong"
 
 
 def test_the_refusal_names_the_output_and_both_shapes(ppo_vectors) -> None:
@@ -489,7 +489,7 @@ def test_a_judge_that_raises_costs_that_check_only(
     failed = results[broken.name]
     assert not failed.passed and failed.points == 0
     assert "could not judge" in failed.message and "ValueError" in failed.message
-    assert "\n" not in failed.message
+    assert "\n" not in failed.message and failed.kind == "wrong"
     assert all(r.passed for r in report.checks if r.name != broken.name)
 
     # recognition that raises keeps the verdict, names no mistake
