@@ -141,6 +141,11 @@ class DQNTrainer(Trainer):
             self._fns = load_exercise_functions("dqn", c.impl, Path(c.path) if c.path else None)
         return self._fns
 
+    def before_training(self) -> None:
+        """The exercise functions now, before the run directory exists: a missing reference
+        (a student's install) or workspace fails in one line and leaves no run behind."""
+        self._fns = self.fns
+
     # -- training --------------------------------------------------------------------------
     def progress(self) -> interfaces.Progress:
         return interfaces.Progress(self.timesteps, self.settings.timesteps, "step")
