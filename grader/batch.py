@@ -109,8 +109,9 @@ def write_whole(path: Path, text: str) -> None:
 
 
 def _apply_problems(report: Any, problems: Mapping[str, str]) -> None:
-    """The staging problems (missing file, corrupt notebook, ...) replace the engine's generic
-    message: every check of that exercise fails with the one line that says why."""
+    """The staging problems (missing file, corrupt notebook, a symbolic link, ...) replace the
+    engine's generic message: every check of that exercise fails with the one line that says
+    why, and earns nothing."""
     for ex in report.exercises:
         problem = problems.get(ex.name)
         if problem is None:
@@ -123,23 +124,23 @@ def _apply_problems(report: Any, problems: Mapping[str, str]) -> None:
                 problem,
                 None,
             )
-
-
-#: how the engine's messages start when the sandbox itself failed (not the student's code)
-_SANDBOX_TROUBLE = ("the sandbox", "the grader's worker", "grading ran past its time budget")
+            check.kind = "problem"
 
 
 def _sandbox_trouble(report: Any) -> bool:
     """Did grading fail for a reason outside the student's code (a sandbox killed by Ctrl-C,
-    say)? Such a result is kept for this run's export but graded again by the next run."""
-    return any(str(ex.problem or "").startswith(_SANDBOX_TROUBLE) for ex in report.exercises)
+    say)? Only the grader's own flag (``ExerciseReport.sandbox_failed``, set from what it
+    observed) says so, never a message's text, which a submission can write. Such a result is
+    kept for this run's export but graded again by the next run."""
+    return any(getattr(ex, "sandbox_failed", False) is True for ex in report.exercises)
 
 
 def make_record(
     submission: Submission, fingerprint: str, report: Any, problems: Mapping[str, str]
 ) -> dict[str, Any]:
     """One student's result: the fields of ``rlkit check --json`` plus what the class report
-    and feedback need (visibility, function, misconception, problem, protection)."""
+    and feedback need (visibility, function, misconception, failure kind, problem,
+    sandbox_failed, protection, and a note when the submission was refused)."""
     if _sandbox_trouble(report):
         fingerprint = "regrade:" + fingerprint
     _apply_problems(report, problems)
@@ -147,24 +148,29 @@ def make_record(
     for ex in report.exercises:
         data = ex.to_json()
         data["problem"] = ex.problem
+        data["sandbox_failed"] = getattr(ex, "sandbox_failed", False) is True
         data["checks"] = [
             {
                 **c.to_json(),
                 "function": c.function,
                 "visibility": c.visibility,
                 "misconception": getattr(c, "misconception", None),
+                "kind": str(getattr(c, "kind", "") or ""),
             }
             for c in ex.checks
         ]
         exercises.append(data)
     kinds = sorted({f.suffix.lstrip(".") for f in submission.files.values()})
+    nothing_ran = bool(problems) and all(ex.name in problems for ex in report.exercises)
     return {
         "student": submission.student,
         "score": report.score,
         "max_score": report.max_score,
         "exercises": exercises,
-        "protection": getattr(report, "protection", "") or UNNAMED_PROTECTION,
+        "protection": getattr(report, "protection", "")
+        or ("nothing ran (no file could be graded)" if nothing_ran else UNNAMED_PROTECTION),
         "files": kinds,
+        "note": submission.note,
         "seconds": round(float(getattr(report, "seconds", 0.0)), 3),
         "graded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "fingerprint": fingerprint,
@@ -180,11 +186,21 @@ def _hidden_set() -> str:
 
 
 def read_record(path: Path) -> dict[str, Any] | None:
+    """A record written by an earlier run, or None (unreadable or not a record: graded again).
+    Records from versions without the ``sandbox_failed`` flag read as not failed (an old
+    ``regrade:`` fingerprint still matches nothing, so such a student is graded once more)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return data if isinstance(data, dict) and "fingerprint" in data else None
+    if not isinstance(data, dict) or not isinstance(data.get("fingerprint"), str):
+        return None
+    exercises = data.get("exercises")
+    if not isinstance(exercises, list) or not all(isinstance(ex, dict) for ex in exercises):
+        return None
+    for ex in exercises:
+        ex["sandbox_failed"] = ex.get("sandbox_failed") is True
+    return data
 
 
 # ----------------------------------------------------------------------------- the loop
