@@ -62,11 +62,12 @@ def gae(rewards, values, dones, last_value, gamma=0.99, lam=0.95):
 ATTACKS = {
     "baseline": "",
     "import_solutions": """
-try:
-    from solutions.ppo import ppo_clip_loss as _p
-    CHEAT = True
-except Exception:
-    pass
+for name in ("rlkit_solutions.ppo", "solutions.ppo"):
+    try:
+        _p = __import__(name, fromlist=["ppo_clip_loss"]).ppo_clip_loss
+        CHEAT = True
+    except Exception:
+        pass
 """,
     "find_install": """
 import importlib.util
