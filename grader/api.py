@@ -28,6 +28,10 @@ from grader.records import HIDDEN, PUBLIC, CallData, CheckData, ExerciseVectors,
 from grader.report import CheckResult, ExerciseReport, Report
 
 BUNDLE_DIR = "checks"
+HIDDEN_IMPORT_FAILED = (
+    "your module imported for the public checks but failed to import (or crashed) when run "
+    "for the hidden checks"
+)
 MANIFEST = "manifest.json"
 
 
@@ -332,7 +336,11 @@ def _grade_workspace(
                 side = 0 if key in public[1] else 1
                 outcomes, index = ran[side].outcomes, (public, hidden)[side][1][key]
                 flat.append(outcomes[index] if index < len(outcomes) else None)
-        result_problem = ran[0].problem or ran[1].problem
+        # The hidden worker's text never reaches the student: a module that failed only there
+        # gets the grader's own line.
+        result_problem = ran[0].problem
+        if result_problem is None and ran[1].problem is not None:
+            result_problem = ran[1].problem if ran[1].sandbox_failed else HIDDEN_IMPORT_FAILED
         exercise = grade(vectors, checks, _split(checks, flat), result_problem)
         exercise.sandbox_failed = any(r.sandbox_failed for r in ran)
         report.exercises.append(exercise)
@@ -425,7 +433,10 @@ def check_workspaces(
                 report = _grade_workspace(box, folder, selected, visibility, own_checks=False)
                 done.put((i, report))
             except SandboxFailed as exc:
-                done.put((i, _unreadable(names, visibility, str(exc))))
+                failed = _unreadable(names, visibility, str(exc))
+                for exercise in failed.exercises:
+                    exercise.sandbox_failed = True  # observed here: graded again next run
+                done.put((i, failed))
             except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
                 done.put((i, exc))
                 stop.set()
