@@ -4,16 +4,19 @@ The package works as written (its checks pass the reference, its tests pass, its
 trains), so an author changes a working example into their algorithm instead of assembling one
 from the documentation:
 
-    DIR/pyproject.toml                 the entry point in the ``rlkit`` group; vectors shipped
+    DIR/pyproject.toml                 rlkit-NAME (students install it): the entry point in the
+                                       ``rlkit`` group; the public vectors shipped
     DIR/README.md                      what each file is, and the commands to try
     DIR/rlkit_NAME/__init__.py         register_exercises, register_trainers
     DIR/rlkit_NAME/exercises/NAME.py   the stub students fill in
-    DIR/rlkit_NAME/solutions/NAME.py   the reference solution (same docstrings)
-    DIR/rlkit_NAME/checks.py           the checks, and their stored vectors beside them
-    DIR/rlkit_NAME/mistakes.py         classic mistakes and correct alternatives
+    DIR/rlkit_NAME/checks.py           the checks, and the public ones' stored vectors beside them
     DIR/rlkit_NAME/settings.py         the trainer's settings (its command-line options)
     DIR/rlkit_NAME/trainer.py          a Trainer that uses the exercise function
     DIR/tests/test_NAME.py             a passing test
+    DIR/instructor/pyproject.toml      rlkit-NAME-instructor: the answers, instructors only
+    DIR/instructor/rlkit_NAME_instructor/NAME.py      the reference solution (same docstrings),
+                                       the hidden checks' stored vectors beside it
+    DIR/instructor/rlkit_NAME_instructor/mistakes.py  classic mistakes, correct alternatives
 
 The templates live in ``rlkit/templates/plugin``. Only click is imported at module level: the
 command is registered in ``rlkit --help``, which must stay instant.
@@ -40,19 +43,24 @@ FILES = {
     "__init__.py.tmpl": "$module/__init__.py",
     "exercises_init.py.tmpl": "$module/exercises/__init__.py",
     "stub.py.tmpl": "$module/exercises/$exercise.py",
-    "solutions_init.py.tmpl": "$module/solutions/__init__.py",
-    "solution.py.tmpl": "$module/solutions/$exercise.py",
     "checks.py.tmpl": "$module/checks.py",
-    "mistakes.py.tmpl": "$module/mistakes.py",
     "settings.py.tmpl": "$module/settings.py",
     "trainer.py.tmpl": "$module/trainer.py",
     "test.py.tmpl": "tests/test_$exercise.py",
+    # the answers: a second distribution, for instructors only
+    "instructor_pyproject.toml.tmpl": "instructor/pyproject.toml",
+    "instructor_init.py.tmpl": "instructor/$instructor_module/__init__.py",
+    "solution.py.tmpl": "instructor/$instructor_module/$exercise.py",
+    "mistakes.py.tmpl": "instructor/$instructor_module/mistakes.py",
 }
+#: where the instructors' distribution is, inside the plugin's folder
+INSTRUCTOR = "instructor"
 
 
 def names(name: str) -> dict[str, str]:
-    """``td-walk`` → the distribution ``rlkit-td-walk``, the module ``rlkit_td_walk``, and the
-    exercise (and task, and entry point) ``td_walk``."""
+    """``td-walk`` → the distribution ``rlkit-td-walk``, the module ``rlkit_td_walk``, the
+    exercise (and task, and entry point) ``td_walk``, and the instructors' distribution
+    ``rlkit-td-walk-instructor`` (module ``rlkit_td_walk_instructor``)."""
     if not NAME.match(name):
         raise UsageError(
             f"plugin name {name!r}: use lowercase letters, digits, '-' or '_', starting with a "
@@ -60,11 +68,14 @@ def names(name: str) -> dict[str, str]:
         )
     base = name.removeprefix("rlkit-").removeprefix("rlkit_") or name
     exercise = base.replace("-", "_")
+    dist, module = f"rlkit-{exercise.replace('_', '-')}", f"rlkit_{exercise}"
     return {
         "name": name,
-        "dist": f"rlkit-{exercise.replace('_', '-')}",
-        "module": f"rlkit_{exercise}",
+        "dist": dist,
+        "module": module,
         "exercise": exercise,
+        "instructor_dist": f"{dist}-instructor",
+        "instructor_module": f"{module}_instructor",
     }
 
 
@@ -104,28 +115,32 @@ def write_plugin(name: str, directory: Path | None = None, vectors: bool = True)
     return directory
 
 
-def write_vectors(directory: Path, values: dict[str, str]) -> Path:
-    """Generate the new exercise's stored vectors from its reference solution, importing the
-    package from ``directory`` (it is not installed yet)."""
+def write_vectors(directory: Path, values: dict[str, str]) -> list[Path]:
+    """Generate the new exercise's stored vectors from its reference solution (the public
+    checks' beside the checks, the hidden checks' beside the solution), importing both
+    packages from ``directory`` (they are not installed yet); returns the stems written."""
     import importlib
 
     from grader import api, store
     from rlkit.registry import Exercise
 
-    sys.path.insert(0, str(Path(directory).resolve()))
+    roots = [str(Path(directory).resolve()), str((Path(directory) / INSTRUCTOR).resolve())]
+    sys.path[:0] = roots
     try:
         module = importlib.import_module(values["module"])
         found: list[Exercise] = []
         module.register_exercises(found.append)
-        exercise = found[0]
-        doc, arrays = api.build_vectors(exercise)
-        stem = store.package_vectors_stem(exercise.checks)
-        store.write(doc, arrays, stem)
+        written = []
+        for stem, doc, arrays in api.build_vectors(found[0]):
+            store.write(doc, arrays, stem)
+            written.append(stem)
     finally:
-        sys.path.remove(str(Path(directory).resolve()))
-        for key in [k for k in sys.modules if k.split(".")[0] == values["module"]]:
+        for root in roots:
+            sys.path.remove(root)
+        ours = (values["module"], values["instructor_module"])
+        for key in [k for k in sys.modules if k.split(".")[0] in ours]:
             del sys.modules[key]
-    return stem
+    return written
 
 
 @click.group(name="plugin")
@@ -145,9 +160,13 @@ def new_command(name: str, directory: Path | None) -> None:
     """
     path = write_plugin(name, directory)
     values = names(name)
-    click.echo(f"Wrote {values['dist']} in {path}. Next:")
-    click.echo(f"  pip install -e {path}              # rlkit finds it through its entry point")
-    click.echo(f"  rlkit check {values['exercise']} --path {path / values['module'] / 'solutions'}")
+    answers = path / INSTRUCTOR / values["instructor_module"]
+    click.echo(
+        f"Wrote {values['dist']} in {path}, and its answers ({values['instructor_dist']}, "
+        f"instructors only) in {path / INSTRUCTOR}. Next:"
+    )
+    click.echo(f"  pip install -e {path} -e {path / INSTRUCTOR}   # found through its entry point")
+    click.echo(f"  rlkit check {values['exercise']} --path {answers} --hidden")
     click.echo(f"  rlkit train {values['exercise']}")
     click.echo(f"  python -m pytest {path / 'tests'}")
     click.echo(f"Then read {path / 'README.md'} and make it your algorithm.")

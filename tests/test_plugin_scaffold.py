@@ -1,6 +1,7 @@
-"""`rlkit plugin new`: the package it writes installs with pip, and rlkit then lists it, copies
-its stub in `rlkit init`, checks it in `rlkit check` (the stub fails, the solution passes),
-trains with it, and the package's own tests pass."""
+"""`rlkit plugin new`: the packages it writes (the plugin students install, and its answers for
+instructors) install with pip, and rlkit then lists it, copies its stub in `rlkit init`, checks
+it in `rlkit check` (the stub fails, the solution passes), trains with it, and the package's own
+tests pass; the students' package holds no answer."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from conftest import rlkit_cmd
 
 @pytest.fixture(scope="module")
 def scaffolded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A plugin written by `rlkit plugin new td-walk DIR`, pip-installed into a folder."""
+    """A plugin written by `rlkit plugin new td-walk DIR`, pip-installed into a folder with its
+    instructors' package."""
     root = tmp_path_factory.mktemp("scaffold")
     package = root / "td"
     made = rlkit_cmd("plugin", "new", "td-walk", str(package))
@@ -24,7 +26,7 @@ def scaffolded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     subprocess.run(
         [
             sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-            "--no-build-isolation", "--target", str(site), str(package),
+            "--no-build-isolation", "--target", str(site), str(package), str(package / "instructor"),
         ],
         check=True, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
@@ -35,13 +37,22 @@ def test_the_package_has_every_part(scaffolded: tuple[Path, Path]) -> None:
     package, site = scaffolded
     module = package / "rlkit_td_walk"
     for part in (
-        "__init__.py", "exercises/td_walk.py", "solutions/td_walk.py", "checks.py",
-        "checks.vectors.json", "checks.vectors.npz", "mistakes.py", "settings.py", "trainer.py",
+        "__init__.py", "exercises/td_walk.py", "checks.py", "checks.vectors.json",
+        "checks.vectors.npz", "settings.py", "trainer.py",
     ):  # fmt: skip
         assert (module / part).is_file(), part
+    answers = package / "instructor" / "rlkit_td_walk_instructor"
+    for part in ("__init__.py", "td_walk.py", "td_walk.vectors.json", "mistakes.py"):
+        assert (answers / part).is_file(), part
     assert (package / "tests" / "test_td_walk.py").is_file()
     assert 'td_walk = "rlkit_td_walk"' in (package / "pyproject.toml").read_text()
     assert (site / "rlkit_td_walk" / "checks.vectors.npz").is_file()  # the vectors ship
+    shipped = {
+        p.relative_to(site / "rlkit_td_walk").as_posix()
+        for p in (site / "rlkit_td_walk").rglob("*")
+    }
+    assert not [p for p in shipped if "solution" in p or "mistakes" in p], shipped  # no answer
+    assert (site / "rlkit_td_walk_instructor" / "td_walk.vectors.npz").is_file()
 
 
 def test_rlkit_lists_inits_checks_and_trains_it(scaffolded: tuple[Path, Path], tmp_path) -> None:
@@ -55,7 +66,7 @@ def test_rlkit_lists_inits_checks_and_trains_it(scaffolded: tuple[Path, Path], t
     stub = rlkit_cmd("check", "td_walk", "--path", str(work), pythonpath=site)
     assert stub.returncode == 1 and "td_errors" in stub.stdout, stub.stdout
 
-    solution = package / "rlkit_td_walk" / "solutions" / "td_walk.py"
+    solution = package / "instructor" / "rlkit_td_walk_instructor" / "td_walk.py"
     (work / "td_walk.py").write_text(solution.read_text())
     passed = rlkit_cmd("check", "td_walk", "--path", str(work), "--hidden", pythonpath=site)
     assert passed.returncode == 0, passed.stdout
