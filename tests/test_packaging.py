@@ -385,3 +385,15 @@ def test_a_student_install_has_no_vectors_of_hidden_checks(student_env: Path) ->
             assert npz.files
         doc = json.loads(path.with_name(path.name.replace(".npz", ".json")).read_text())
         assert not hidden & {c["name"] for c in doc["checks"]}, path
+
+
+def test_a_students_environment_runs_the_courses_trl_dpo_run(
+    student_env: Path, tmp_path: Path
+) -> None:
+    """TRL's run trains with TRL's own loss: it needs no reference solution (a student's
+    install scores its held-out answers with TRL's own log-probabilities)."""
+    run = tmp_path / "run"
+    args = ("rlkit", "train", "dpo", "--max-steps", "1", "--out", str(run))
+    result = _student(student_env, *args, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "Held-out preferred rate" in result.stdout and (run / "config.json").is_file()

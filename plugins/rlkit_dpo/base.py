@@ -12,6 +12,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import click
@@ -55,7 +56,7 @@ class DPOTrainerBase(Trainer):
         _validate(s)
         _require(*self.requires)
         #: the exercise functions training uses (the student's own with impl="student")
-        self.functions = load_exercise_functions("dpo", s.impl, Path(s.path) if s.path else None)
+        self.functions = self._exercise_functions(s)
         if s.impl == "student":
             _probe(self.functions)
         #: evaluation is a measurement, so it scores with the reference functions; a
@@ -89,6 +90,17 @@ class DPOTrainerBase(Trainer):
         self._before: ev.Samples | None = None
         self._reference_heldout: tuple[torch.Tensor, torch.Tensor] | None = None
         self._after: ev.Samples | None = None
+
+    def _exercise_functions(self, s: DPOSettings) -> Any:
+        """The exercise functions. TRL's run (``--impl solution``) trains with TRL's own loss:
+        where a student's install holds no reference, it scores log π(y|x) with TRL's own
+        per-token log-probabilities; the native backend needs the reference (or --path)."""
+        try:
+            return load_exercise_functions("dpo", s.impl, Path(s.path) if s.path else None)
+        except ReferenceMissing:
+            if self.backend != "trl" or s.impl != "solution":
+                raise
+            return SimpleNamespace(sequence_log_probs=_trl_sequence_log_probs)
 
     def _read_rows(self, training: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
         """``(train, heldout, split)``: the checked rows (read before the model loads, so a bad
@@ -337,3 +349,13 @@ def _probe(functions: Any) -> None:
     functions.sequence_log_probs(logits, ids, torch.tensor([[0, 1, 1]]))
     logps = torch.zeros(2)
     functions.dpo_loss(logps, logps, logps, logps, beta=0.1)
+
+
+def _trl_sequence_log_probs(
+    logits: torch.Tensor, input_ids: torch.Tensor, completion_mask: torch.Tensor
+) -> torch.Tensor:
+    """log π(y|x) from TRL's own helper (TRL's run where rlkit's reference is not installed)."""
+    from trl.trainer.utils import selective_log_softmax
+
+    tokens = selective_log_softmax(logits[:, :-1], input_ids[:, 1:])
+    return (tokens * completion_mask[:, 1:].to(tokens.dtype)).sum(-1)
