@@ -26,7 +26,7 @@ import secrets
 import tempfile
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,7 @@ def fingerprint(key: bytes) -> str:
 class HiddenSet:
     """The hidden checks' inputs: built-in (``key`` None) or drawn from a course key."""
 
-    key: bytes | None = None
+    key: bytes | None = field(default=None, repr=False)  # never in a log or a traceback
     key_file: Path | None = None
 
     @property
