@@ -282,9 +282,7 @@ def use_for_command(
     selected = select_exercises(exercises)
     for exercise in selected if option != BUILTIN_OPTION else ():
         if exercise.solution and not exercise.has(exercise.solution):  # before a key is made
-            raise ReferenceMissing(
-                exercise.missing() + "; the hidden checks' expected values are computed from it"
-            )
+            raise ReferenceMissing(exercise.missing("the hidden checks"))
     chosen, made = choose(option, default_file, create)
     if made:
         click.echo(

@@ -82,7 +82,8 @@ class Exercise:
         rlkit-solutions` (from a checkout: `pip install -e solutions`)"``."""
         dist = self.instructor or f"the {self.plugin or self.name} plugin's instructor package"
         where = f" (from a checkout: `pip install -e {self.instructor_path}`)"
-        return f"{what} of {self.name} is not installed: instructors `pip install {dist}`" + (
+        verb = "are" if what.endswith("s") else "is"
+        return f"{what} of {self.name} {verb} not installed: instructors `pip install {dist}`" + (
             where if self.instructor_path else ""
         )
 
