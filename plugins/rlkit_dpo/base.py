@@ -6,11 +6,12 @@ reopening a run are the same whatever trained it, so ``rlkit eval RUN`` never im
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib.util
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, ClassVar
@@ -24,10 +25,19 @@ from rlkit.interfaces import Evaluation, Progress, Trainer
 from rlkit.registry import ReferenceMissing
 from rlkit.runs import Run
 from rlkit_dpo import evaluate as ev
+from rlkit_dpo import lora, precision
 from rlkit_dpo.config import DPOSettings
 from rlkit_dpo.data import DEFAULT_HELDOUT, DEFAULT_TRAIN, as_text, load_jsonl, split_heldout
-from rlkit_dpo.model import load_model, resolve_model
+from rlkit_dpo.logprobs import causal_lm
+from rlkit_dpo.model import load_model, local_folder, resolve_model
 from rlkit_dpo.policy import LanguageModelPolicy
+from rlkit_dpo.reference import (
+    AdapterOff,
+    FrozenCopy,
+    Reference,
+    checkpoint_weights,
+    frozen_copy_of,
+)
 
 COMPLETION_JUDGES = ("polite", "none")
 OPTIMIZERS = ("sgd", "adamw")
@@ -49,9 +59,10 @@ class DPOTrainerBase(Trainer):
         weights: Path | None = None,
         **overrides: Any,
     ) -> None:
-        """``weights``: a saved model (``save``'s folder) to use as the policy instead of
-        ``settings.model``: to evaluate it, or to train on from where it was saved
-        (``resume_step``, when the folder holds the training state)."""
+        """``weights``: a saved model (``save``'s folder: the whole model, or with ``--lora``
+        the adapter) to use as the policy instead of ``settings.model``: to evaluate it, or to
+        train on from where it was saved (``resume_step``, when the folder holds the training
+        state)."""
         self.settings = s = settings or DPOSettings(**overrides)
         _validate(s)
         _require(*self.requires)
@@ -74,7 +85,22 @@ class DPOTrainerBase(Trainer):
         self.resume_step = self.saved_step(self.checkpoint) if self.checkpoint else 0
         #: optimizer steps taken so far (``train`` keeps it up to date)
         self.steps_done = self.resume_step
-        self.model, self.tokenizer = load_model(str(weights) if weights is not None else s.model)
+        self.device = _device()
+        #: what the weights are stored in and what computes (``--dtype``, ``precision.py``)
+        self.precision = precision.plan(s.dtype, resolve_model(s.model), self.device, bool(s.lora))
+        if s.lora:
+            lora.require_peft()
+            base, self.tokenizer = load_model(s.model, self.precision.weights)
+            base.to(self.device)
+            if self.weights is not None:
+                self.model = lora.load(base, self.weights)
+            else:
+                config = lora.config(base, s.lora, s.lora_targets, s.lora_alpha)
+                self.model = lora.attach(base, config, s.seed)
+        else:
+            self.model, self.tokenizer = load_model(
+                str(weights) if weights is not None else s.model, self.precision.weights
+            )
         train = as_text(train, self.tokenizer, "--data")
         heldout = as_text(heldout, self.tokenizer, "--eval-data" if s.eval_data else "--data")
         if split:  # seeded, so reopening the run for evaluation finds the same held-out rows
@@ -82,11 +108,14 @@ class DPOTrainerBase(Trainer):
         #: the training rows; None until needed when only evaluating a run of the built-in task
         self._train_rows: list[dict[str, Any]] | None = train if train or split else None
         self.heldout_rows = heldout
-        self.device = _device()
         self.model.to(self.device)
         self.policy = LanguageModelPolicy(
-            self.model, self.tokenizer, self.functions.sequence_log_probs
+            self.model,
+            self.tokenizer,
+            self.functions.sequence_log_probs,
+            self.precision.autocast_dtype,
         )
+        self._reference: Reference | None = None
         self._before: ev.Samples | None = None
         self._reference_heldout: tuple[torch.Tensor, torch.Tensor] | None = None
         self._after: ev.Samples | None = None
@@ -101,6 +130,14 @@ class DPOTrainerBase(Trainer):
             if self.backend != "trl" or s.impl != "solution":
                 raise
             return SimpleNamespace(sequence_log_probs=_trl_sequence_log_probs)
+
+    def use_model(self, model: Any) -> None:
+        """Train and evaluate ``model`` from now on (TRL's PeftModel, once TRL made it)."""
+        self.model = model
+        self.policy = LanguageModelPolicy(
+            model, self.tokenizer, self.functions.sequence_log_probs, self.policy.autocast
+        )
+        self._reference = None
 
     def _read_rows(self, training: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
         """``(train, heldout, split)``: the checked rows (read before the model loads, so a bad
@@ -179,12 +216,12 @@ class DPOTrainerBase(Trainer):
                 ["No held-out data to evaluate on: pass --eval-data FILE.jsonl or --eval-split."],
             )
         if self._before is None or len(self._before.prompts) != len(rows):
-            reference = self.original_model()
-            policy = self._scoring_policy(reference)
-            self._before = self._sample(policy, rows)
-            self._reference_heldout = ev.sequence_log_probs_of(
-                policy, rows, self.settings.max_length
-            )
+            with self.reference_active() as reference:
+                policy = self._scoring_policy(reference)
+                self._before = self._sample(policy, rows)
+                self._reference_heldout = ev.sequence_log_probs_of(
+                    policy, rows, self.settings.max_length
+                )
             del reference, policy
         policy = self._scoring_policy(self.model)
         self._after = after = self._sample(policy, rows)
@@ -197,7 +234,10 @@ class DPOTrainerBase(Trainer):
 
     def _scoring_policy(self, model: Any) -> LanguageModelPolicy:
         return LanguageModelPolicy(
-            model, self.tokenizer, self.reference_functions.sequence_log_probs
+            model,
+            self.tokenizer,
+            self.reference_functions.sequence_log_probs,
+            self.precision.autocast_dtype,
         )
 
     def _sample(self, policy: LanguageModelPolicy, rows: list[dict[str, str]]) -> ev.Samples:
@@ -221,19 +261,56 @@ class DPOTrainerBase(Trainer):
         path.write_text(json.dumps(data, indent=2) + "\n")
         return path
 
-    # -- training helpers ------------------------------------------------------------------
+    # -- the reference ---------------------------------------------------------------------
     def reference_model(self) -> Any:
-        """A frozen copy of the model *before* DPO, the reference π_ref. When training resumes
-        the policy has moved, so the reference is loaded again from ``settings.model``."""
+        """A frozen copy of the model *before* DPO, the reference π_ref (TRL's ``ref_model``
+        for full fine-tuning). When training resumes the policy has moved, so the reference is
+        loaded again from ``settings.model``. With LoRA there is none: TRL disables the
+        adapter."""
+        if self.settings.lora:
+            return None
         if self.weights is None:
             return copy.deepcopy(self.model)
         return self.original_model()
 
     def original_model(self) -> Any:
         """``settings.model`` as it was before any training, loaded again on this device."""
-        model, _ = load_model(self.settings.model)
+        model, _ = load_model(self.settings.model, self.precision.weights)
         return model.to(self.device)
 
+    @property
+    def reference(self) -> Reference:
+        """Where π_ref comes from without a second model (``reference.py``): the adapter
+        switched off (LoRA), else the checkpoint's weights swapped in for each reference
+        forward, else (a checkpoint that does not map onto the model) a frozen copy. Call it
+        before the first update: a new run's copy is the model as it is then."""
+        if self._reference is None:
+            self._reference = self._make_reference()
+        return self._reference
+
+    def _make_reference(self) -> Reference:
+        if self.settings.lora:
+            return AdapterOff(self.model)
+        folder = local_folder(resolve_model(self.settings.model))
+        weights = checkpoint_weights(causal_lm(self.model), folder)
+        if weights is not None and (self.weights is not None or weights.matches(sample=3)):
+            return weights
+        if self.weights is None:  # still the model as loaded
+            return frozen_copy_of(self.model)
+        return FrozenCopy(self.original_model)
+
+    @contextlib.contextmanager
+    def reference_active(self) -> Iterator[Any]:
+        """The model computing π_ref, in eval mode, inside the block."""
+        with self.reference.active() as model:
+            was_training = model.training
+            model.eval()
+            try:
+                yield model
+            finally:
+                model.train(was_training)
+
+    # -- training helpers ------------------------------------------------------------------
     def total_steps(self) -> int:
         """The optimizer steps a whole run takes with these settings (one process)."""
         s = self.settings
@@ -259,10 +336,14 @@ class DPOTrainerBase(Trainer):
 
     def save(self, path: Path) -> None:
         """The trained model and its tokenizer, in ``save_pretrained`` format (loadable by any
-        Hugging Face tool, and by ``--model PATH`` for another round)."""
+        Hugging Face tool, and by ``--model PATH`` for another round). With ``--lora``, the
+        adapter alone, naming its base model (``rlkit models merge`` makes it one model)."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(path)
+        if self.settings.lora:
+            lora.save(self.model, path, resolve_model(self.settings.model))
+        else:
+            self.model.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
 
     @classmethod
@@ -270,7 +351,7 @@ class DPOTrainerBase(Trainer):
         """Reopen a run's model folder with the run's settings (None: those in the run's
         config.json beside it), its trained model as the policy."""
         weights = Path(path)
-        if not (weights / "config.json").is_file():
+        if not (weights / "config.json").is_file() and not lora.is_adapter(weights):
             raise UsageError(
                 f"{weights} holds no trained model yet; was the training interrupted before "
                 "its first step?"
@@ -324,6 +405,12 @@ def _validate(s: DPOSettings) -> None:
         raise UsageError(f"--eval-split must be at least 0 and below 1, not {s.eval_split}")
     if s.max_steps is not None and s.max_steps < 1:
         raise UsageError(f"--max-steps must be at least 1, not {s.max_steps}")
+    if s.lora is not None and s.lora < 1:
+        raise UsageError(f"--lora must be a rank of at least 1, not {s.lora}")
+    if s.lora_targets and not s.lora:
+        raise UsageError("--lora-targets names the modules of a LoRA adapter; add --lora R")
+    if s.dtype not in precision.DTYPES:
+        raise UsageError(f"--dtype must be one of {', '.join(precision.DTYPES)}, not {s.dtype!r}")
     resolve_model(s.model)  # a missing folder fails here, before anything heavy
 
 

@@ -92,6 +92,33 @@ class DPOSettings:
         resume=True,
     )
     max_new_tokens: int = 40
+    lora: int | None = setting(
+        None,
+        "Train a LoRA adapter of rank R (peft) instead of every weight: the reference is the "
+        "same model with the adapter off, model/ holds the adapter. [default: full fine-tuning]",
+        min=1,
+        metavar="R",
+    )
+    lora_targets: str | None = setting(
+        None,
+        "With --lora: the modules to adapt, comma-separated (q_proj,v_proj), or all-linear. "
+        "[default: the attention projections found in the model]",
+        metavar="NAMES",
+    )
+    #: LoRA's α (the adapter is scaled by α/R); None: 2·R
+    lora_alpha: float | None = None
+    dtype: str = setting(
+        "auto",
+        "Precision: auto keeps the checkpoint's (bfloat16 only where the hardware runs it "
+        "natively); trained weights stay float32, frozen ones and the computation use it.",
+        choices=("auto", "float32", "bfloat16"),
+    )
+    gradient_checkpointing: bool = setting(
+        False,
+        "Recompute activations during the backward pass: less memory on long sequences, "
+        "about a third more time per step.",
+        resume=True,
+    )
 
     def __post_init__(self) -> None:
         if self.judge is None:

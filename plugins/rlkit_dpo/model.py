@@ -217,15 +217,29 @@ def resolve_model(spec: str | None) -> str:
     return spec  # a Hub id such as Qwen/Qwen2.5-0.5B-Instruct
 
 
+def local_folder(source: str) -> Path | None:
+    """The folder holding ``source``'s files: itself, or a Hub id's snapshot in the local
+    Hugging Face cache (None when it is not there)."""
+    if Path(source).is_dir():
+        return Path(source)
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(source, local_files_only=True))
+    except Exception:  # noqa: BLE001 - not cached, or not a Hub id
+        return None
+
+
 def load_model(spec: str | None, dtype: str = "float32") -> tuple[Any, Any]:
-    """``(model, tokenizer)`` from a local folder or a Hub id, through ``from_pretrained``."""
+    """``(model, tokenizer)`` from a local folder or a Hub id, through ``from_pretrained``;
+    ``dtype``: float32, bfloat16, or auto (the checkpoint's)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # rlkit shows its own progress; no "Loading weights" bars
     source = resolve_model(spec)
-    kwargs = {"dtype": getattr(torch, dtype)}
+    kwargs = {"dtype": dtype if dtype == "auto" else getattr(torch, dtype)}
     if not Path(source).is_dir():
         return _load_from_hub(source, kwargs)
     try:

@@ -1,19 +1,23 @@
 """rlkit's own DPO loop, readable top to bottom.
 
     1. tokenize every pair once (exactly as TRL does, see ``data.py``);
-    2. compute the reference log-probs log π_ref(y|x) of every chosen and rejected answer ONCE,
-       with the model as it is before training: the reference is frozen, so recomputing them
-       every step (as TRL does by default) would only burn time, and no second model is kept;
-    3. for each batch: log π(y|x) = sequence_log_probs of the completions (the policy), each
-       pair packed as one ``prompt chosen rejected`` row (``data.pack_pairs``: the prompt is computed
-       once, not twice; the last token of each answer, which predicts nothing, not fed; the LM
-       head only on the columns that predict answer tokens), then the DPO Objective built on
-       ``dpo_loss``, backward, clip, step. Each of these computes exactly the same loss.
+    2. for each batch: log π(y|x) = sequence_log_probs of the completions (the policy), each
+       pair packed as one ``prompt chosen rejected`` row (``data.pack_pairs``: the prompt is
+       computed once, not twice; the last token of each answer, which predicts nothing, not
+       fed; the LM head only on the columns that predict answer tokens, a few rows at a time,
+       ``logprobs.py``), then the DPO Objective built on ``dpo_loss``, backward, clip, step;
+    3. the reference log-probs log π_ref(y|x) of a pair are computed the first time the pair
+       is drawn, then cached: the reference is frozen, so recomputing them every epoch (as TRL
+       does by default) would only burn time. Until the first update the policy *is* the
+       reference, so the first batch's come with its own forward pass. After that they come
+       from ``reference.py``: the same model with its LoRA adapter off, or (full fine-tuning)
+       with the checkpoint's weights swapped in for that forward. No second model is kept.
 
 Optimizer, schedule and data order are what TRL (the Hugging Face ``Trainer``) builds from the
-same settings: SGD or AdamW (β = 0.9/0.999, ε = 1e-8) without weight decay, the learning rate
-decaying linearly to 0, gradients clipped to norm 1, batches drawn by ``randperm`` from a
-generator seeded with ``seed``. So both backends train the same way on the same settings.
+same settings: SGD or AdamW (β = 0.9/0.999, ε = 1e-8, here the fused implementation) without
+weight decay, the learning rate decaying linearly to 0, gradients clipped to norm 1, batches
+drawn by ``randperm`` from a generator seeded with ``seed``. So both backends train the same
+way on the same settings.
 """
 
 from __future__ import annotations
@@ -33,11 +37,12 @@ from rlkit.runs import written_whole
 from rlkit_dpo.base import DPOTrainerBase
 from rlkit_dpo.config import DPOSettings
 from rlkit_dpo.data import EncodedPair, drop_too_long, encode_pairs, pack_pairs
+from rlkit_dpo.logprobs import causal_lm
 from rlkit_dpo.objective import DPOObjective
 from rlkit_dpo.policy import LanguageModelPolicy
 
-REFERENCE_BATCH = 64
-#: saved next to the model: the step count and optimizer state ``--resume`` continues from
+#: saved next to the model: the step count, optimizer state and reference log-probs
+#: ``--resume`` continues from
 TRAINING_STATE = "training_state.pt"
 
 
@@ -66,7 +71,14 @@ class NativeDPOTrainer(DPOTrainerBase):
         if not pairs:
             return {}
         objective = DPOObjective(self.functions.dpo_loss, beta=s.beta)
-        ref_chosen, ref_rejected = self.reference_log_probs(pairs)
+        state = _training_state(self.checkpoint) if self.checkpoint is not None else {}
+        self.reference_cache = cache = ReferenceCache(len(pairs), state.get("reference"))
+        #: the policy is still the reference until its first update (a resumed one is not)
+        moved = self.weights is not None
+        if not moved:
+            self.reference  # noqa: B018 - made now, before any update (a copy, if one is needed)
+        prepare_model(self.model, s.gradient_checkpointing)
+        same_as_reference = not moved and not has_dropout(self.model)
 
         steps_per_epoch = math.ceil(len(pairs) / s.per_device_train_batch_size)
         total = steps_per_epoch * s.num_train_epochs
@@ -75,8 +87,8 @@ class NativeDPOTrainer(DPOTrainerBase):
         step = self.steps_done = self.resume_step
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = optimizer = make_optimizer(s.optim, params, s.learning_rate)
-        if self.checkpoint is not None:
-            optimizer.load_state_dict(_training_state(self.checkpoint)["optimizer"])
+        if "optimizer" in state:
+            optimizer.load_state_dict(state["optimizer"])
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda k: max(0.0, 1 - (self.resume_step + k) / total)
         )
@@ -96,18 +108,28 @@ class NativeDPOTrainer(DPOTrainerBase):
             permutation = torch.randperm(len(pairs), generator=order)
             for first in range(skip, len(pairs), s.per_device_train_batch_size):
                 index = permutation[first : first + s.per_device_train_batch_size]
-                batch = pack_pairs([pairs[i] for i in index], pad, s.max_length)
-                batch = to_device(batch, self.device)
-                batch["ref_chosen_logps"] = ref_chosen[index]
-                batch["ref_rejected_logps"] = ref_rejected[index]
+                batch = to_device(
+                    pack_pairs([pairs[i] for i in index], pad, s.max_length), self.device
+                )
+                missing = cache.missing(index)
+                if missing and not same_as_reference:
+                    cache.put(missing, self.reference_log_probs([pairs[i] for i in missing]))
 
                 learning_rate = schedule.get_last_lr()[0]  # the rate this step uses
-                loss, metrics = objective(self.policy, batch)
+                logps = self.policy.packed_log_probs(batch)
+                if missing and same_as_reference:  # π = π_ref: this forward is the reference's
+                    cache.put(missing, logps.detach())
+                batch["ref_chosen_logps"], batch["ref_rejected_logps"] = cache.get(
+                    index, self.device
+                )
+                loss, metrics = objective.loss(logps, batch)
                 loss.backward()
+                del logps, loss
                 grad_norm = torch.nn.utils.clip_grad_norm_(params, s.max_grad_norm)
                 optimizer.step()
                 schedule.step()
                 optimizer.zero_grad(set_to_none=True)
+                same_as_reference = False
                 step = self.steps_done = step + 1
                 pairs_seen += len(index)
 
@@ -137,11 +159,15 @@ class NativeDPOTrainer(DPOTrainerBase):
 
     def save(self, path: Path) -> None:
         """The model (see ``DPOTrainerBase.save``), plus what ``--resume`` needs: the step
-        count and the optimizer's state (``training_state.pt``)."""
+        count, the optimizer's state and the reference log-probs computed so far
+        (``training_state.pt``)."""
         super().save(path)
         optimizer = getattr(self, "optimizer", None)
         if optimizer is not None:
             state = {"step": self.steps_done, "optimizer": optimizer.state_dict()}
+            cache = getattr(self, "reference_cache", None)
+            if cache is not None:
+                state["reference"] = cache.state_dict()
             with written_whole(Path(path) / TRAINING_STATE) as partial:
                 torch.save(state, partial)
 
@@ -150,36 +176,66 @@ class NativeDPOTrainer(DPOTrainerBase):
         return int(_training_state(folder)["step"])
 
     @torch.no_grad()
-    def reference_log_probs(self, pairs: list[EncodedPair]) -> tuple[torch.Tensor, torch.Tensor]:
-        """log π_ref of every chosen and rejected answer, with the model before any update.
-
-        The pairs go through in order of length (and back), so a batch pads to about its own
-        length instead of the longest pair's: the order does not change the numbers. A
-        resumed run's policy has moved, so it scores them with the reference model reloaded."""
-        policy = self.policy
-        if self.weights is not None:
-            model = self.reference_model()
-            policy = LanguageModelPolicy(model, self.tokenizer, self.functions.sequence_log_probs)
-        policy.model.eval()
-        order = sorted(range(len(pairs)), key=lambda i: _packed_length(pairs[i]))
-        chosen, rejected = torch.empty(len(pairs)), torch.empty(len(pairs))
-        chosen, rejected = chosen.to(self.device), rejected.to(self.device)
-        for first in range(0, len(pairs), REFERENCE_BATCH):
-            index = order[first : first + REFERENCE_BATCH]
-            batch = pack_pairs(
-                [pairs[i] for i in index], self.tokenizer.pad_token_id, self.settings.max_length
+    def reference_log_probs(self, pairs: list[EncodedPair]) -> torch.Tensor:
+        """log π_ref of the pairs' chosen answers, then their rejected ones (``[2n]``), with
+        the model before any update (``DPOTrainerBase.reference``)."""
+        batch = pack_pairs(pairs, self.tokenizer.pad_token_id, self.settings.max_length)
+        with self.reference_active() as model:
+            policy = LanguageModelPolicy(
+                model, self.tokenizer, self.functions.sequence_log_probs, self.policy.autocast
             )
-            logps = policy.packed_log_probs(to_device(batch, self.device))
-            chosen[index], rejected[index] = logps.chunk(2, dim=0)
-        return chosen, rejected
+            return policy.packed_log_probs(to_device(batch, self.device))
+
+
+class ReferenceCache:
+    """log π_ref of each training pair (chosen, rejected), filled as pairs are first drawn."""
+
+    def __init__(self, n: int, saved: Mapping[str, torch.Tensor] | None = None) -> None:
+        self.chosen = torch.zeros(n)
+        self.rejected = torch.zeros(n)
+        self.known = torch.zeros(n, dtype=torch.bool)
+        if saved is not None and len(saved["known"]) == n:
+            self.chosen, self.rejected = saved["chosen"].float(), saved["rejected"].float()
+            self.known = saved["known"].bool()
+
+    def missing(self, index: torch.Tensor) -> list[int]:
+        return [int(i) for i in index if not self.known[i]]
+
+    def put(self, index: list[int], logps: torch.Tensor) -> None:
+        chosen, rejected = logps.float().cpu().chunk(2)
+        self.chosen[index], self.rejected[index] = chosen, rejected
+        self.known[index] = True
+
+    def get(self, index: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.chosen[index].to(device), self.rejected[index].to(device)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"chosen": self.chosen, "rejected": self.rejected, "known": self.known}
+
+
+def prepare_model(model: Any, gradient_checkpointing: bool) -> None:
+    """What TRL does to the model before training: dropout off (``disable_dropout``), and
+    gradient checkpointing when asked (non-reentrant: works with a frozen base model)."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    lm = causal_lm(model)
+    if gradient_checkpointing:
+        lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        lm.gradient_checkpointing_disable()
+
+
+def has_dropout(model: Any) -> bool:
+    """Whether a training-mode forward is random (then it cannot stand for the reference's)."""
+    if any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in model.modules()):
+        return True
+    config = causal_lm(model).config.to_dict()
+    return any(k.endswith("dropout") and isinstance(v, float) and v > 0 for k, v in config.items())
 
 
 def _training_state(folder: Path) -> dict[str, Any]:
     return torch.load(Path(folder) / TRAINING_STATE, weights_only=True)
-
-
-def _packed_length(pair: EncodedPair) -> int:
-    return len(pair.prompt_ids) + len(pair.chosen_ids) + len(pair.rejected_ids)
 
 
 def to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
@@ -188,7 +244,13 @@ def to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
 
 
 def make_optimizer(name: str, params: list[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
-    """What TRL builds for ``optim="sgd"`` / ``optim="adamw_torch"`` (no weight decay)."""
+    """What TRL builds for ``optim="sgd"`` / ``optim="adamw_torch"`` (no weight decay). AdamW
+    is torch's fused implementation: the same update in one pass over each tensor, without
+    the temporaries of the per-tensor loop (on a 0.5B model, GBs and seconds per step)."""
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr)
-    return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+    kwargs: dict[str, Any] = dict(lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+    try:
+        return torch.optim.AdamW(params, fused=True, **kwargs)
+    except (RuntimeError, TypeError, ValueError):  # a device or dtype without the fused kernel
+        return torch.optim.AdamW(params, **kwargs)

@@ -4,7 +4,7 @@
     L       = −mean log σ(r(x, y_w) − r(x, y_l))        which answer is preferred?
 
 A batch holds the chosen sequences stacked over the rejected ones (``[2B, L]``) and the
-reference log-probs of both, computed once before training (the reference never changes).
+reference log-probs of both (computed once per pair: the reference never changes).
 The metrics carry TRL's names, so native and TRL runs plot side by side.
 """
 
@@ -40,6 +40,13 @@ class DPOObjective(Objective):
             logps = policy.completion_log_probs(
                 batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
             )
+        return self.loss(logps, batch)
+
+    def loss(
+        self, logps: torch.Tensor, batch: Mapping[str, Any]
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """The loss and metrics from the policy's log-probs ``[2B]`` (chosen, then rejected)
+        and the batch's reference log-probs."""
         chosen, rejected = logps.chunk(2, dim=0)
         loss, chosen_rewards, rejected_rewards = self.dpo_loss(
             chosen,

@@ -3,10 +3,16 @@
 log π(y|x) is ``sequence_log_probs`` of the completion tokens (the exercise function: the
 student's own, or the reference), so the same number a CartPole policy gives for "push left"
 is here the log-probability of a whole answer. ``act`` samples answers.
+
+Log-probs are computed from the backbone's hidden states, the LM head running on a few rows at
+a time (``logprobs.py``): the exercise's function sees real float32 logits, never the whole
+batch's ``[B, L, V]`` at once. With ``autocast`` (full fine-tuning in bfloat16) every forward
+runs under ``torch.autocast``.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -14,6 +20,7 @@ import torch
 
 from rlkit.interfaces import Policy
 from rlkit_dpo.data import collate, encode_pairs
+from rlkit_dpo.logprobs import hidden_states, lean_sequence_log_probs, lm_head
 
 SequenceLogProbs = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -21,38 +28,55 @@ SequenceLogProbs = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Te
 class LanguageModelPolicy(Policy):
     """π(y|x) of a Hugging Face causal LM, scored with ``sequence_log_probs``."""
 
-    def __init__(self, model: Any, tokenizer: Any, sequence_log_probs: SequenceLogProbs) -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        sequence_log_probs: SequenceLogProbs,
+        autocast: torch.dtype | None = None,
+    ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.sequence_log_probs = sequence_log_probs
+        self.autocast = autocast
+
+    def precision(self) -> contextlib.AbstractContextManager:
+        """``torch.autocast`` to the compute dtype when the weights are wider (else nothing)."""
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.model.device.type, dtype=self.autocast)
 
     def completion_log_probs(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_mask: torch.Tensor
     ) -> torch.Tensor:
         """log π(y|x) for token batches (prompt + completion, mask on the completion). → [B]."""
-        logits = self.model(
-            input_ids=input_ids, attention_mask=attention_mask, use_cache=False
-        ).logits
-        return self.sequence_log_probs(logits, input_ids, completion_mask)
+        with self.precision():
+            hidden = hidden_states(self.model, input_ids=input_ids, attention_mask=attention_mask)
+            return lean_sequence_log_probs(
+                hidden, lm_head(self.model), input_ids, completion_mask, self.sequence_log_probs
+            )
 
     def packed_log_probs(self, batch: dict[str, Any]) -> torch.Tensor:
-        """log π(y|x) of a batch from ``data.pack_pairs``: one forward pass over the packed rows, the
-        LM head on the columns that predict answer tokens only (``logits_to_keep``), those
-        logits laid out as ``[2B, L', V]`` again, then ``sequence_log_probs``. → [2B]."""
+        """log π(y|x) of a batch from ``data.pack_pairs``: one forward pass over the packed
+        rows; the hidden states of the columns that predict answer tokens laid out as
+        ``[2B, L', H]`` (the exercise's layout), then the LM head and ``sequence_log_probs``
+        a few rows at a time. → [2B]."""
         kept = batch["logits_to_keep"]
-        logits = self.model(
-            input_ids=batch["packed_ids"],
-            attention_mask=batch["packed_mask"],
-            position_ids=batch["packed_positions"],
-            logits_to_keep=kept,
-            use_cache=False,
-        ).logits
-        first = batch["packed_ids"].shape[1] - kept
-        return self.sequence_log_probs(
-            logits.flatten(0, 1)[batch["gather_index"]],
-            batch["input_ids"][:, first:],
-            batch["completion_mask"][:, first:],
-        )
+        with self.precision():
+            hidden = hidden_states(
+                self.model,
+                input_ids=batch["packed_ids"],
+                attention_mask=batch["packed_mask"],
+                position_ids=batch["packed_positions"],
+            )
+            first = batch["packed_ids"].shape[1] - kept
+            return lean_sequence_log_probs(
+                hidden[:, first:].flatten(0, 1)[batch["gather_index"]],
+                lm_head(self.model),
+                batch["input_ids"][:, first:],
+                batch["completion_mask"][:, first:],
+                self.sequence_log_probs,
+            )
 
     def log_prob(self, states: Sequence[str], actions: Sequence[str]) -> torch.Tensor:
         """log π(completion | prompt) for each (prompt, completion) pair. → [B]."""
@@ -67,7 +91,8 @@ class LanguageModelPolicy(Policy):
     def entropy(self, states: Sequence[str]) -> torch.Tensor:
         """Mean entropy of the next-token distribution over each prompt's positions. → [B]."""
         enc = self.tokenizer(list(states), return_tensors="pt", padding=True).to(self.model.device)
-        logits = self.model(**enc, use_cache=False).logits
+        with self.precision():
+            logits = self.model(**enc, use_cache=False).logits
         log_p = torch.log_softmax(logits.float(), dim=-1)
         per_token = -(log_p.exp() * log_p).sum(-1)
         mask = enc["attention_mask"].to(per_token.dtype)
@@ -92,12 +117,13 @@ class LanguageModelPolicy(Policy):
             if deterministic
             else {"do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0}
         )
-        out = self.model.generate(
-            **enc,
-            max_new_tokens=max_new_tokens,
-            pad_token_id=self.tokenizer.pad_token_id,
-            eos_token_id=self.tokenizer.eos_token_id,
-            **sampling,
-        )
+        with self.precision():
+            out = self.model.generate(
+                **enc,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=self.tokenizer.pad_token_id,
+                eos_token_id=self.tokenizer.eos_token_id,
+                **sampling,
+            )
         new_tokens = out[:, enc["input_ids"].shape[1] :]
         return self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)

@@ -9,6 +9,11 @@ hook, so ``StudentDPOTrainer`` overrides ``compute_loss`` (and is tested against
 on the same batch). Everything else (data collation, optimizer, schedule, logging,
 ``accelerate launch`` / ``torchrun`` for several processes) stays TRL's.
 
+``--lora R`` hands TRL a ``peft_config`` (TRL wraps the model and disables the adapter for the
+reference: no ``ref_model``); ``--dtype`` sets ``bf16`` (autocast) and, with LoRA, the base
+model's dtype; ``--gradient-checkpointing`` sets TRL's own. Without LoRA the reference is a
+frozen copy of the model, as in the course.
+
 Under a launcher every process calls ``train``: TRL wraps the model in DDP, each process
 trains on its own share of every step's pairs (``per_device_train_batch_size`` each), and the
 CLI gives rlkit's callbacks (the run directory) to rank 0 only.
@@ -51,17 +56,24 @@ class TRLTrainer(DPOTrainerBase):
 
     def train(self, callbacks: Sequence[Callback] = ()) -> Mapping[str, float]:
         os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")  # TRL pings the Hub otherwise
+        import torch
         import trl  # noqa: F401 - imported before the clock starts: seconds of import time
         from transformers import PrinterCallback
 
         self.check_resumable()
         s = self.settings
         start = time.perf_counter()
-        reference = self.reference_model()  # frozen: the model before DPO
+        reference = self.reference_model()  # frozen: the model before DPO (None with LoRA)
         bridge = _bridge(self, callbacks)
+        model, peft_config = self.model, None
+        if s.lora:  # TRL wraps the base model itself; a resumed adapter is reloaded by
+            # trainer.train(resume_from_checkpoint=...), from the run's model/ folder
+            peft_config = self.model.peft_config["default"]
+            model = self.model.unload()
+            torch.manual_seed(s.seed)  # the same fresh adapter as the native backend's
         with tempfile.TemporaryDirectory(prefix="rlkit-trl-") as output_dir, _quiet():
             trainer = make_trl_trainer(
-                self.model,
+                model,
                 reference,
                 self.tokenizer,
                 self.train_rows,
@@ -69,8 +81,12 @@ class TRLTrainer(DPOTrainerBase):
                 output_dir,
                 self.functions if s.impl == "student" else None,
                 callbacks=[bridge],
+                peft_config=peft_config,
+                bf16=self.precision.compute == "bfloat16",
             )
             trainer.remove_callback(PrinterCallback)  # rlkit logs the metrics itself
+            if trainer.model is not self.model:  # the PeftModel TRL made
+                self.use_model(trainer.model)
             self._hf_trainer = trainer  # its optimizer and state, for save()
             checkpoint = str(self.checkpoint) if self.checkpoint is not None else None
             trainer.train(resume_from_checkpoint=checkpoint)
@@ -134,10 +150,11 @@ class TRLTrainer(DPOTrainerBase):
         return int(json.loads((Path(folder) / TRAINER_STATE).read_text())["global_step"])
 
 
-def trl_config(s: DPOSettings, output_dir: str) -> Any:
-    """TRL's ``DPOConfig`` with rlkit's settings; the rest as TRL ships it, except what a CPU
-    and a tiny model need (fp32 rather than bf16, no gradient checkpointing) and what rlkit
-    does itself (logging, checkpoints, progress bar)."""
+def trl_config(s: DPOSettings, output_dir: str, bf16: bool = False) -> Any:
+    """TRL's ``DPOConfig`` with rlkit's settings; the rest as TRL ships it, except precision
+    and gradient checkpointing, which are rlkit's options (``bf16``: from ``--dtype``; TRL
+    defaults to bf16 and checkpointing, which a CPU and the tiny model do not want) and what
+    rlkit does itself (logging, checkpoints, progress bar)."""
     import torch
     from trl import DPOConfig
 
@@ -153,8 +170,8 @@ def trl_config(s: DPOSettings, output_dir: str) -> Any:
         max_grad_norm=s.max_grad_norm,
         logging_steps=s.logging_steps,
         seed=s.seed,
-        bf16=False,
-        gradient_checkpointing=False,
+        bf16=bf16,
+        gradient_checkpointing=s.gradient_checkpointing,
         report_to="none",
         save_strategy="no",
         disable_tqdm=True,
@@ -175,8 +192,11 @@ def make_trl_trainer(
     output_dir: str,
     student_functions: SimpleNamespace | None = None,
     callbacks: list[Any] | None = None,
+    peft_config: Any = None,
+    bf16: bool = False,
 ) -> Any:
-    """A TRL ``DPOTrainer`` (or ``StudentDPOTrainer`` when ``student_functions`` is given)."""
+    """A TRL ``DPOTrainer`` (or ``StudentDPOTrainer`` when ``student_functions`` is given);
+    with ``peft_config`` TRL wraps ``model`` and ``ref_model`` must be None."""
     import datasets
     from trl import DPOTrainer
 
@@ -185,10 +205,11 @@ def make_trl_trainer(
         kwargs: dict[str, Any] = dict(
             model=model,
             ref_model=ref_model,
-            args=trl_config(settings, output_dir),
+            args=trl_config(settings, output_dir, bf16),
             train_dataset=datasets.Dataset.from_list([{c: r[c] for c in COLUMNS} for r in rows]),
             processing_class=tokenizer,
             callbacks=callbacks,
+            peft_config=peft_config,
         )
         if student_functions is None:
             return DPOTrainer(**kwargs)
@@ -220,13 +241,27 @@ def student_trainer_class() -> Any:
         return _student_class
     import torch
     from trl import DPOTrainer
+    from trl.models.utils import disable_gradient_checkpointing
+
+    from rlkit_dpo.logprobs import lean_sequence_log_probs, lm_head
 
     class StudentDPOTrainer(DPOTrainer):
         """TRL's DPOTrainer whose loss is the student's ``sequence_log_probs`` + ``dpo_loss``.
 
         A batch from TRL's collator is ``[chosen; rejected]`` stacked (``[2B, L]``) with a
         ``completion_mask``: exactly the exercise's inputs, so the student's functions drop in.
+        They see the logits a few rows at a time (``logprobs.py``), from the model's final
+        hidden states. With LoRA the reference is the same model with the adapter disabled.
         """
+
+        def _sequence_log_probs(self, model, forward, ids, mask):
+            outputs = model(**forward, output_hidden_states=True, logits_to_keep=1)
+            head = lm_head(self.accelerator.unwrap_model(model))
+            hidden = outputs.hidden_states[-1]
+            logps = lean_sequence_log_probs(
+                hidden, head, ids, mask, self.functions.sequence_log_probs
+            )
+            return logps, outputs
 
         def __init__(self, *args: Any, functions: SimpleNamespace, **kwargs: Any) -> None:
             self.functions = functions
@@ -240,16 +275,23 @@ def student_trainer_class() -> Any:
                 "attention_mask": inputs["attention_mask"],
                 "use_cache": False,
             }
-            outputs = model(**forward)
-            chosen, rejected = self.functions.sequence_log_probs(outputs.logits, ids, mask).chunk(2)
+            logps, outputs = self._sequence_log_probs(model, forward, ids, mask)
+            chosen, rejected = logps.chunk(2)
             if self.precompute_ref_logps:
                 ref_chosen, ref_rejected = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
             else:
-                with torch.no_grad():
-                    ref_logits = self.ref_model(**forward).logits
-                    ref_chosen, ref_rejected = self.functions.sequence_log_probs(
-                        ref_logits, ids, mask
-                    ).chunk(2)
+                reference, adapter_off = self.ref_model, contextlib.nullcontext()
+                if reference is None:  # LoRA: the policy with its adapter disabled
+                    reference = self.model
+                    adapter_off = self.accelerator.unwrap_model(self.model).disable_adapter()
+                kwargs = self.args.gradient_checkpointing_kwargs
+                with (
+                    torch.no_grad(),
+                    disable_gradient_checkpointing(self.model, kwargs),
+                    adapter_off,
+                ):
+                    ref_logps, _ = self._sequence_log_probs(reference, forward, ids, mask)
+                ref_chosen, ref_rejected = ref_logps.chunk(2)
             loss, chosen_rewards, rejected_rewards = self.functions.dpo_loss(
                 chosen, rejected, ref_chosen, ref_rejected, beta=self.beta
             )
