@@ -9,7 +9,7 @@ from setuptools import find_namespace_packages, setup
 HERE = Path(__file__).resolve().parent
 #: import names of top-level folders: ``rlkit_X`` comes from the folder ``X`` when there is
 #: no folder of its own name
-TOP_LEVEL = ("rlkit", "rlkit_exercises", "grader")
+TOP_LEVEL = ("rlkit", "rlkit_exercises", "rlkit_grader")
 #: the built-in plugins, each from plugins/<name>
 PLUGINS = ("rlkit_course", "rlkit_cartpole", "rlkit_dpo")
 

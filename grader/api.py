@@ -7,7 +7,7 @@
 
 Every path grades from the stored vectors, so none of them needs the reference solutions (or
 torch in the parent). The public checks' vectors are in the student's install; the hidden
-checks' are the instructor's (``rlkit-solutions``, or drawn from a course key: ``grader.hidden``).
+checks' are the instructor's (``rlkit-solutions``, or drawn from a course key: ``rlkit_grader.hidden``).
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from grader import store
-from grader.judges import judge, recognize
-from grader.records import HIDDEN, PUBLIC, CallData, CheckData, ExerciseVectors, Outcome
-from grader.report import CheckResult, ExerciseReport, Report
+from rlkit_grader import store
+from rlkit_grader.judges import judge, recognize
+from rlkit_grader.records import HIDDEN, PUBLIC, CallData, CheckData, ExerciseVectors, Outcome
+from rlkit_grader.report import CheckResult, ExerciseReport, Report
 
 BUNDLE_DIR = "checks"
 HIDDEN_IMPORT_FAILED = (
@@ -81,11 +81,11 @@ def vector_parts(
 ) -> list[Path]:
     """The stems an exercise's vectors are read from: the public part, then (``hidden``) the
     hidden set's part: built-in (``hidden_stem``) or drawn from a course key, computed from
-    the reference when its cache is stale (``grader.hidden``). Default: the active set."""
+    the reference when its cache is stale (``rlkit_grader.hidden``). Default: the active set."""
     public = vectors_stem(exercise, bundle, hidden)
     if not hidden:
         return [public]
-    from grader import hidden as hidden_sets
+    from rlkit_grader import hidden as hidden_sets
 
     chosen = hidden_set if hidden_set is not None else hidden_sets.active()
     if chosen.builtin:
@@ -119,7 +119,7 @@ def load_vectors(
 ) -> ExerciseVectors:
     """The exercise's vectors (read once per file version; treat them as read-only): the
     public checks', and with ``hidden`` the hidden checks' too, from ``hidden_set`` (a
-    ``grader.hidden.HiddenSet``; default: the active one, rlkit's built-in set unless a
+    ``rlkit_grader.hidden.HiddenSet``; default: the active one, rlkit's built-in set unless a
     command chose a course key)."""
     from rlkit.errors import RlkitError
 
@@ -150,8 +150,8 @@ def grade(
     A judge that raises (whatever the outcomes hold) fails its check only, with one line that
     says the grader could not judge the result and why; recognizing a mistake that raises
     names no mistake. A failed check's ``kind`` is what the grader observed
-    (``grader.report.failure_kind``): a refused or unjudgeable result counts as "wrong"."""
-    from grader.report import failure_kind
+    (``rlkit_grader.report.failure_kind``): a refused or unjudgeable result counts as "wrong"."""
+    from rlkit_grader.report import failure_kind
 
     report = ExerciseReport(vectors.exercise, problem=problem)
     for check, got in zip(checks, outcomes):
@@ -213,7 +213,7 @@ def check_module(
 ) -> ExerciseReport:
     """Grade trusted code in this process: ``module`` is anything with the exercise's functions
     as attributes (a module, a namespace) or a mapping name → function."""
-    from grader.executor import execute_calls
+    from rlkit_grader.executor import execute_calls
 
     vectors = load_vectors(select_exercises([exercise])[0], bundle, hidden=visibility == HIDDEN)
     checks = vectors.select(visibility, list(functions) if functions else None)
@@ -286,8 +286,8 @@ def _grade_workspace(
     through links) and their sources sent to the sandbox; verdicts are computed here.
     ``own_checks``: a student bundle's ``checks/`` may supply the vectors (self-checks); never
     when grading, where a submission could ship its own expected values."""
-    from grader.sandbox import Job, JobResult, read_source, submission_files
     from rlkit.errors import RlkitError
+    from rlkit_grader.sandbox import Job, JobResult, read_source, submission_files
 
     start = time.perf_counter()
     plans = []
@@ -362,8 +362,8 @@ def check_workspace(
     worker, all exercises at once. ``sandbox``: ``"auto"`` (bubblewrap when it can start,
     else process isolation), ``"bwrap"`` (RlkitError naming what to install when it cannot)
     or ``"none"``; ``Report.protection`` says what was in force."""
-    from grader.sandbox import Sandbox
     from rlkit.errors import UsageError
+    from rlkit_grader.sandbox import Sandbox
 
     start = time.perf_counter()
     folder = Path(path)
@@ -395,7 +395,7 @@ def check_workspaces(
     import queue
     import threading
 
-    from grader.sandbox import Sandbox, SandboxFailed
+    from rlkit_grader.sandbox import Sandbox, SandboxFailed
 
     names = list(exercises)
     selected = select_exercises(names)  # an unknown exercise name stops the batch at once

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grader.submissions import Submission, discover, safe_name, stage
+from rlkit_grader.submissions import Submission, discover, safe_name, stage
 
 FORMATS = ("csv", "json", "gradescope")
 #: what a report says when the grading engine does not name its isolation
@@ -32,7 +32,7 @@ class Options:
     exercises: list[str] = field(default_factory=list)  # empty: all registered ones
     jobs: int | None = None
     limits: dict[str, float] = field(default_factory=dict)
-    sandbox: str = "auto"  # passed to grader.api.check_workspaces
+    sandbox: str = "auto"  # passed to rlkit_grader.api.check_workspaces
     assignment: str | None = None
 
 
@@ -76,8 +76,8 @@ class Course:
 
     @classmethod
     def load(cls, names: Sequence[str]) -> Course:
-        from grader.api import HIDDEN, load_vectors, select_exercises, vectors_files
-        from grader.hidden import active
+        from rlkit_grader.api import HIDDEN, load_vectors, select_exercises, vectors_files
+        from rlkit_grader.hidden import active
 
         exercises = select_exercises(names)
         descriptions, mistakes, max_scores = {}, {}, {}
@@ -179,8 +179,8 @@ def make_record(
 
 
 def _hidden_set() -> str:
-    """Which hidden checks graded: ``builtin`` or ``key:<fingerprint>`` (grader.hidden)."""
-    from grader.hidden import active
+    """Which hidden checks graded: ``builtin`` or ``key:<fingerprint>`` (rlkit_grader.hidden)."""
+    from rlkit_grader.hidden import active
 
     return active().label
 
@@ -228,9 +228,9 @@ def _results(
     students it had not yet answered are graded again, in order (one sandbox): the first of
     them not answered is the one whose grading raised; the rest go on in a new batch. Only
     ``RlkitError`` (no sandbox can start here, which is no student's doing) stops it all."""
-    from grader import api
-    from grader.records import HIDDEN
     from rlkit.errors import RlkitError
+    from rlkit_grader import api
+    from rlkit_grader.records import HIDDEN
 
     def engine(left: list[int], jobs: int | None) -> Iterator[tuple[int, Any]]:
         return api.check_workspaces(
@@ -286,8 +286,8 @@ def _failed_record(
     """The row of a student whose grading or recording raised: 0 for every exercise that could
     not be graded, with the reason in one line. Graded again by the next run (the fault is
     the grader's)."""
-    from grader import api
-    from grader.records import HIDDEN
+    from rlkit_grader import api
+    from rlkit_grader.records import HIDDEN
 
     first = (str(exc).strip().splitlines() or [""])[0][:200]
     why = type(exc).__name__ + (f": {first}" if first else "")

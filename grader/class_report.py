@@ -20,8 +20,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from grader import render as audience
-from grader.batch import Course, write_whole
+from rlkit_grader import render as audience
+from rlkit_grader.batch import Course, write_whole
 
 
 def _number(x: float) -> float | int:

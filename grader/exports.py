@@ -4,7 +4,7 @@
 
 Text that can come from a submission or its folder's name is data: JSON encodes it, a CSV cell
 that a spreadsheet would read as a formula (``= + - @``, tab, CR first) gets a leading ``'``,
-and Gradescope's outputs are Markdown built by ``grader.render`` (the submission's text fenced,
+and Gradescope's outputs are Markdown built by ``rlkit_grader.render`` (the submission's text fenced,
 a hidden check's message never shown)."""
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from grader import render
-from grader.batch import Course, write_whole
-from grader.submissions import safe_name
+from rlkit_grader import render
+from rlkit_grader.batch import Course, write_whole
+from rlkit_grader.submissions import safe_name
 
 #: fields of a record that are bookkeeping, not grades
 _PRIVATE = ("fingerprint",)

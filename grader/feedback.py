@@ -1,6 +1,6 @@
 """Feedback meant for the student: one Markdown file each, written as soon as they are graded.
 
-What a student may see is decided by ``grader.render.view``: a public check's message in full
+What a student may see is decided by ``rlkit_grader.render.view``: a public check's message in full
 (its inputs are in the student bundle anyway), fenced, because it can embed what the submission
 produced; a hidden check only its name, what it tests, pass/fail and the classic mistake the
 answer behaves like, never its message (which may hold its inputs, expected values, or text the
@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from grader import render
+from rlkit_grader import render
 
 
 def student_message(
@@ -42,7 +42,7 @@ def write(
     descriptions: Mapping[str, str],
     mistakes: Mapping[str, str],
 ) -> Path:
-    from grader.batch import write_whole
+    from rlkit_grader.batch import write_whole
 
     path = folder / f"{filename}.md"
     write_whole(path, markdown(record, descriptions, mistakes))

@@ -4,7 +4,7 @@ rlkit's repository is public, so the built-in hidden checks' inputs (in ``rlkit-
 public too: an answer could be fitted to them. A course key is a secret the instructor keeps
 (``rlkit-hidden.key`` in the course folder, made by ``rlkit nbgrader build`` or ``rlkit grade``,
 or any file passed as ``--key``). Every hidden check draws its inputs from a generator seeded
-with HMAC-SHA256(key, check) (``grader.store.check_seed``); their expected values and the
+with HMAC-SHA256(key, check) (``rlkit_grader.store.check_seed``); their expected values and the
 classic mistakes' outcomes come from the instructor's reference, computed once and cached
 beside the key (``.rlkit-hidden/``), and again whenever the key, the reference, the checks, the
 mistakes or the judges change. Only the public checks' vectors are in a student's install.
@@ -12,7 +12,7 @@ mistakes or the judges change. Only the public checks' vectors are in a student'
 Every grade names the set it used: ``builtin``, or ``key:<fingerprint>`` (12 hex digits of a
 hash of the key: it tells two keys apart and reveals nothing of either).
 
-A command picks the set once (``using``); ``grader.api.load_vectors(..., hidden=True)`` reads
+A command picks the set once (``using``); ``rlkit_grader.api.load_vectors(..., hidden=True)`` reads
 the active one.
 """
 
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grader import store
+from rlkit_grader import store
 
 #: the course key's file name in a course folder
 KEY_FILE = "rlkit-hidden.key"
@@ -40,7 +40,7 @@ BUILTIN_LABEL = "builtin"
 #: what ``--key`` takes for the built-in set
 BUILTIN_OPTION = "builtin"
 #: modules whose source decides a hidden set's vectors besides the exercise's own
-ENGINE = ("grader.store", "grader.judges", "grader.spec")
+ENGINE = ("rlkit_grader.store", "rlkit_grader.judges", "rlkit_grader.spec")
 
 
 def fingerprint(key: bytes) -> str:
@@ -82,7 +82,7 @@ class HiddenSet:
         """The stem of this set's hidden vectors of ``exercise``: built-in, or this key's,
         computed from the reference when missing or stale."""
         if self.key is None:
-            from grader.api import hidden_stem
+            from rlkit_grader.api import hidden_stem
 
             stem = hidden_stem(exercise)
             if stem is None:
@@ -221,7 +221,7 @@ def _keyed_stem(hidden_set: HiddenSet, exercise: Any) -> Path:
     with _lock:
         if store.exists(stem):
             return stem
-        from grader.api import build_hidden
+        from rlkit_grader.api import build_hidden
 
         assert hidden_set.key is not None
         doc, arrays = build_hidden(exercise, hidden_set.key)
@@ -249,7 +249,7 @@ def prepare(hidden_set: HiddenSet, exercises: Any) -> None:
     """Find the set's vectors of every exercise now (computing a key's when its cache is
     stale), before grading starts in several threads: where the instructor's distribution is
     missing, ReferenceMissing says so in one line before anything else happens."""
-    from grader.api import vector_parts
+    from rlkit_grader.api import vector_parts
 
     for exercise in exercises:
         vector_parts(exercise, hidden=True, hidden_set=hidden_set)
@@ -276,8 +276,8 @@ def use_for_command(
     (``announce``) and that a key was made on stderr."""
     import click
 
-    from grader.api import select_exercises
     from rlkit.registry import ReferenceMissing
+    from rlkit_grader.api import select_exercises
 
     selected = select_exercises(exercises)
     for exercise in selected if option != BUILTIN_OPTION else ():

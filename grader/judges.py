@@ -4,7 +4,7 @@ answer behaves exactly like a known classic mistake, the message names it.
 
 The judges here are generic (any exercise may use them by name). A judge that serves one
 exercise lives beside that exercise's checks and is named by import path in the check,
-``judge={"kind": "grader.checks.ppo:zero_grad_when_clipped", ...}``. Every judge has the same
+``judge={"kind": "rlkit_grader.checks.ppo:zero_grad_when_clipped", ...}``. Every judge has the same
 signature, ``(check, got, arrays, params) -> list[Failure]``; the helpers below (``each_call``,
 ``call_failure``, ``close``, ``tolerance``, ``describe_call``, ``mismatch``, ``fmt``) are
 public for such judges.
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from grader.records import CallData, CheckData, Outcome
+from rlkit_grader.records import CallData, CheckData, Outcome
 
 #: (rtol, atol floor) per dtype; "loose" is for extreme inputs and long sequences.
 TOLERANCES = {

@@ -20,9 +20,9 @@ A call request is ``{"function", "args": [spec], "kwargs": {name: spec}, "grad_w
 "cotangents": [array key or None], "grad_mode": "inference" (optional)}`` with a spec
 ``{"array": key}`` or ``{"value": x}``. A call record is ``{"ok", "error", "error_kind",
 "container", "outputs": [...], "grads": {position: key or None}, "grad_error", "modified",
-"seconds"}`` (see ``grader.records.Outcome.from_meta``). A worker runs the submission, so the
+"seconds"}`` (see ``rlkit_grader.records.Outcome.from_meta``). A worker runs the submission, so the
 parent trusts no record: a frame's arrays only have the shape and dtype the frame announces, and
-before any verdict ``grader.judges.record_problem`` checks each one against what the record says
+before any verdict ``rlkit_grader.judges.record_problem`` checks each one against what the record says
 about it and what the check expects.
 
 This file is imported by the runner inside the sandbox, so it needs only the standard library

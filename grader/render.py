@@ -33,7 +33,7 @@ from typing import Any
 STUDENT, INSTRUCTOR = "student", "instructor"
 AUDIENCES = (STUDENT, INSTRUCTOR)
 
-#: what feedback says before a misconception's explanation (grader.api.grade appends the same)
+#: what feedback says before a misconception's explanation (rlkit_grader.api.grade appends the same)
 MISTAKE_LEAD = "Looks like a classic mistake"
 
 #: failure kinds (``CheckResult.kind``, observed by the grader) with a sentence of its own; a
@@ -89,7 +89,7 @@ def _get(check: Any, key: str, default: Any = None) -> Any:
 
 
 def without_explanation(message: str, explanation: str) -> str:
-    """The judge's message without the misconception's explanation that ``grader.api.grade``
+    """The judge's message without the misconception's explanation that ``rlkit_grader.api.grade``
     appends to it (a view carries the misconception apart). Only that exact tail, rebuilt from
     the catalogue, is removed: nothing is parsed out of the text."""
     if explanation:

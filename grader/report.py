@@ -2,8 +2,8 @@
 a terminal) or as a rich table.
 
 A ``CheckResult``'s ``message`` is the judge's sentence, which can embed what the submission
-produced (its exception text, its values): every output quotes it (``grader.render``), and what
-a student may see of a hidden check is decided by ``grader.render.view`` alone. Whether the
+produced (its exception text, its values): every output quotes it (``rlkit_grader.render``), and what
+a student may see of a hidden check is decided by ``rlkit_grader.render.view`` alone. Whether the
 sandbox itself failed is the flag ``ExerciseReport.sandbox_failed``, set by the grader from what
 it observed, never read out of a message.
 """
@@ -28,7 +28,7 @@ FAILURE_KINDS = (
 
 
 def failure_kind(outcomes: Sequence[Any]) -> str:
-    """The kind of a failing check from its calls' outcomes (``grader.records.Outcome`` or
+    """The kind of a failing check from its calls' outcomes (``rlkit_grader.records.Outcome`` or
     None): the first call that did not run names it, else "wrong". Only the closed set of
     ``FAILURE_KINDS`` comes out, whatever a worker claimed."""
     for got in outcomes:
@@ -182,7 +182,7 @@ class Report:
     def write_plain(self, out: TextIO) -> None:
         """One line per check; text that may come from the submission is made printable and
         kept on its line (no control characters, no forged lines)."""
-        from grader.render import one_line
+        from rlkit_grader.render import one_line
 
         for e in self.exercises:
             out.write(f"{e.name}: {e.score}/{e.max_score} - {one_line(e.status())}\n")
@@ -202,7 +202,7 @@ class Report:
         from rich.table import Table
         from rich.text import Text
 
-        from grader.render import printable
+        from rlkit_grader.render import printable
 
         for e in self.exercises:
             style = "green" if e.passed else "red"

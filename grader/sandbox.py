@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from grader import protocol
-from grader.inside.limits import DEFAULT_LIMITS
-from grader.records import CallData, Outcome
+from rlkit_grader import protocol
+from rlkit_grader.inside.limits import DEFAULT_LIMITS
+from rlkit_grader.records import CallData, Outcome
 
 MODES = ("auto", "bwrap", "none")
 SANDBOX_UID = 65534  # "nobody"
@@ -47,7 +47,7 @@ RUNNER_FILES = (
 RUNNER_TMP_BYTES = 16 << 20
 #: rlkit's own packages, hidden inside the sandbox wherever they are installed
 PRIVATE_PACKAGES = (
-    *("solutions", "grader", "exercises", "rlkit", "tests", "plugins"),
+    *("solutions", "grader", "rlkit_grader", "exercises", "rlkit", "tests", "plugins"),
     *("rlkit_solutions", "rlkit_exercises", "rlkit_dqn_instructor"),  # instructor/student dists
 )
 INSTALL_HINT = (

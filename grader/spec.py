@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from grader.records import PUBLIC, VISIBILITIES
+from rlkit_grader.records import PUBLIC, VISIBILITIES
 
 #: The generic judges the engine knows (see grader/judges.py). Params go next to "kind". A
 #: judge specific to one exercise is named by import path instead, ``"pkg.module:function"``,

@@ -8,7 +8,7 @@ install; a released student bundle keeps a copy in ``checks/``. The hidden check
 instructor's distribution, beside the module the exercise names as ``hidden``
 (``rlkit_solutions/ppo.vectors.*``), their array keys prefixed ``h`` and each check with its
 ``index`` among the exercise's checks, so ``merge`` puts them back in order. A course key
-(``grader.hidden``) draws other hidden inputs: ``generate(..., key=...)`` seeds each hidden
+(``rlkit_grader.hidden``) draws other hidden inputs: ``generate(..., key=...)`` seeds each hidden
 check from the key and the check, never from its name alone.
 """
 
@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from grader.records import PUBLIC, CallData, CheckData, ExerciseVectors, Outcome
-from grader.spec import Check, Mistake
+from rlkit_grader.records import PUBLIC, CallData, CheckData, ExerciseVectors, Outcome
+from rlkit_grader.spec import Check, Mistake
 
 FORMAT = 1
 SUFFIX_JSON, SUFFIX_NPZ = ".vectors.json", ".vectors.npz"
@@ -38,7 +38,7 @@ SUFFIX_JSON, SUFFIX_NPZ = ".vectors.json", ".vectors.npz"
 
 
 def package_vectors_stem(checks_module: str) -> Path:
-    """``grader.checks.ppo`` → ``…/grader/checks/ppo`` (without importing the module)."""
+    """``rlkit_grader.checks.ppo`` → ``…/grader/checks/ppo`` (without importing the module)."""
     spec = importlib.util.find_spec(checks_module)
     if spec is None or spec.origin is None:
         raise FileNotFoundError(f"checks module {checks_module} is not installed")
@@ -254,7 +254,7 @@ def generate(
     ``outputs`` names each function's outputs as documented (for feedback). For a hidden part:
     ``key`` draws the inputs from a course key (``check_seed``), ``prefix`` starts every array
     key, ``index`` is each check's place among all the exercise's checks (for ``merge``)."""
-    from grader.executor import single_thread
+    from rlkit_grader.executor import single_thread
 
     with single_thread():
         return _generate(
@@ -281,8 +281,8 @@ def _generate(
     table: ArrayTable,
     index: Sequence[int] | None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    from grader.executor import execute_call
-    from grader.judges import close, judge
+    from rlkit_grader.executor import execute_call
+    from rlkit_grader.judges import close, judge
 
     arrays = table.arrays
     ref = {f: getattr(reference, f) for f in functions}
@@ -401,7 +401,7 @@ MISTAKE_RTOL = {"float32": 2e-4, "float64": 1e-7}
 
 
 def _array_difference(x: np.ndarray, y: np.ndarray, mistake: bool) -> str | None:
-    from grader.judges import close
+    from rlkit_grader.judges import close
 
     if x.dtype != y.dtype or x.shape != y.shape:
         return f"{x.dtype}{x.shape} became {y.dtype}{y.shape}"

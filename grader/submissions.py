@@ -133,7 +133,7 @@ def _notebooks(
 
 
 def _printable(text: str) -> str:
-    from grader.render import one_line
+    from rlkit_grader.render import one_line
 
     return one_line(text)
 

@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from grader import store
-from grader.api import BUNDLE_DIR, MANIFEST, select_exercises
+from rlkit_grader import store
+from rlkit_grader.api import BUNDLE_DIR, MANIFEST, select_exercises
 
 README = """# Your rlkit workspace
 

@@ -39,7 +39,7 @@ def precheck(exercises: Sequence[str], workspace: Path) -> None:
         return  # not a workspace at all: training says so, naming the fix
     start = time.perf_counter()
     try:
-        from grader.api import check_workspace
+        from rlkit_grader.api import check_workspace
 
         report = check_workspace(workspace, exercises)
     except RlkitError as exc:

@@ -48,7 +48,7 @@ class Exercise:
     alternatives. Every part is named by import path (nothing loads at registration).
 
     ``name`` is the file students edit (``ppo`` → ``ppo.py``) and leads everywhere: the stub
-    ``rlkit_exercises.ppo`` and the public checks ``grader.checks.ppo`` (with their public
+    ``rlkit_exercises.ppo`` and the public checks ``rlkit_grader.checks.ppo`` (with their public
     vectors beside them, and any judge specific to the exercise, named in a check as
     ``"pkg.module:function"``) are in the student's install; the solution
     ``rlkit_solutions.ppo``, the hidden checks' vectors beside the module named by ``hidden``
@@ -65,7 +65,7 @@ class Exercise:
     title: str = ""
     order: int = 100
     plugin: str = ""
-    #: module with ``MISTAKES: list[grader.spec.Mistake]`` and ``ALTERNATIVES: list[Alternative]``
+    #: module with ``MISTAKES: list[rlkit_grader.spec.Mistake]`` and ``ALTERNATIVES: list[Alternative]``
     mistakes: str | None = None
     #: the module beside which the hidden checks' vectors are stored (``<module>.vectors.json``
     #: + ``.npz``), in the instructor's distribution; None: the vectors beside ``checks`` hold

@@ -121,8 +121,8 @@ def write_vectors(directory: Path, values: dict[str, str]) -> list[Path]:
     packages from ``directory`` (they are not installed yet); returns the stems written."""
     import importlib
 
-    from grader import api, store
     from rlkit.registry import Exercise
+    from rlkit_grader import api, store
 
     roots = [str(Path(directory).resolve()), str((Path(directory) / INSTRUCTOR).resolve())]
     sys.path[:0] = roots

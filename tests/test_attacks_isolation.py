@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from grader.api import check_workspaces, load_vectors, select_exercises
-from grader.records import HIDDEN, PUBLIC
+from rlkit_grader.api import check_workspaces, load_vectors, select_exercises
+from rlkit_grader.records import HIDDEN, PUBLIC
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTION = (ROOT / "solutions" / "ppo.py").read_text()

@@ -25,10 +25,10 @@ import numpy as np
 import pytest
 from conftest import rlkit_cmd
 
-from grader import api, batch
-from grader.api import check_workspaces, grade, load_vectors, select_exercises
-from grader.records import HIDDEN, Outcome
-from grader.report import Report
+from rlkit_grader import api, batch
+from rlkit_grader.api import check_workspaces, grade, load_vectors, select_exercises
+from rlkit_grader.records import HIDDEN, Outcome
+from rlkit_grader.report import Report
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTION = (ROOT / "solutions" / "ppo.py").read_text()
@@ -475,7 +475,7 @@ def test_the_refusal_names_the_output_and_both_shapes(ppo_vectors) -> None:
 def test_a_judge_that_raises_costs_that_check_only(
     ppo_vectors, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from grader import judges
+    from rlkit_grader import judges
 
     def boom(check, got, arrays, params):
         raise ValueError("operands could not be broadcast together with shapes (6,) (5,)")

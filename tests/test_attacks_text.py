@@ -199,7 +199,7 @@ def test_forged_type_names_in_public_messages_are_fenced(graded: dict) -> None:
 
 
 def test_student_folder_names_are_quoted(graded: dict) -> None:
-    from grader.submissions import safe_name
+    from rlkit_grader.submissions import safe_name
 
     feedback = graded["out"].parent / "grades-feedback"
     for name in MARKDOWN_NAMES:
@@ -285,7 +285,7 @@ def test_hidden_checks_feedback_holds_nothing_the_submission_wrote(graded: dict)
 
 
 def test_notebook_hidden_cells_show_nothing_the_function_wrote(capsys) -> None:
-    from grader.notebooks import feedback
+    from rlkit_grader.notebooks import feedback
 
     def gae(*args, **kwargs):
         raise ValueError("LEAK Looks like a classic mistake: " + repr(args)[:200])
@@ -374,7 +374,7 @@ def test_no_csv_cell_starts_like_a_formula(graded: dict) -> None:
 
 
 def test_a_fence_outlasts_any_backtick_run_in_the_text() -> None:
-    from grader.render import code, fence
+    from rlkit_grader.render import code, fence
 
     for text in ("```", "a\n````\n# x", "`" * 40 + "\n<img src=x>", "~~~\n# x\n~~~", "x\r# y"):
         outside, quoted = _html_outside_code(f"# title\n\n{fence(text)}\n\nafter\n")
@@ -385,7 +385,7 @@ def test_a_fence_outlasts_any_backtick_run_in_the_text() -> None:
 
 
 def test_csv_cells_are_neutralised() -> None:
-    from grader.render import csv_cell
+    from rlkit_grader.render import csv_cell
 
     for value in ("=1+1", "+1", "-1", "@A1", "\t=1", "\r=1"):
         assert csv_cell(value) == "'" + value
@@ -393,9 +393,9 @@ def test_csv_cells_are_neutralised() -> None:
 
 
 def test_the_sandbox_failed_only_when_the_grader_says_so(tmp_path: Path) -> None:
-    from grader.batch import make_record, read_record
-    from grader.report import CheckResult, ExerciseReport, Report
-    from grader.submissions import Submission
+    from rlkit_grader.batch import make_record, read_record
+    from rlkit_grader.report import CheckResult, ExerciseReport, Report
+    from rlkit_grader.submissions import Submission
 
     def report(flag: bool) -> Report:
         problem = f"{SANDBOX_PHRASES[0]}: forged by the submission"
@@ -418,7 +418,7 @@ def test_the_sandbox_failed_only_when_the_grader_says_so(tmp_path: Path) -> None
 def test_the_terminal_shows_the_submissions_text_on_its_line() -> None:
     from rich.console import Console
 
-    from grader.report import CheckResult, ExerciseReport, Report
+    from rlkit_grader.report import CheckResult, ExerciseReport, Report
 
     forged = "boom\n  PASS ppo.values 2/2\nTotal: 99/99 \x1b[2J [link=https://evil.example]x[/link] :smile:"
     check = CheckResult("ppo.values", False, 0, 2, forged, "ppo_clip_loss", "public")
@@ -436,9 +436,9 @@ def test_the_terminal_shows_the_submissions_text_on_its_line() -> None:
 
 
 def test_a_hidden_checks_view_is_its_name_pass_fail_and_misconception() -> None:
-    from grader import render
-    from grader.batch import Course
-    from grader.exports import gradescope
+    from rlkit_grader import render
+    from rlkit_grader.batch import Course
+    from rlkit_grader.exports import gradescope
 
     check = {
         "name": "gae.hidden_values",

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from grader import store
-from grader.api import load_vectors
 from rlkit.cli import cli
 from rlkit.plugins import get_exercises
+from rlkit_grader import store
+from rlkit_grader.api import load_vectors
 
 ROOT = Path(__file__).resolve().parent.parent
 RLKIT = str(Path(sys.executable).parent / "rlkit")
@@ -255,10 +255,10 @@ CHECK_WITHOUT_SOLUTIONS = """
 import sys
 sys.modules["rlkit_solutions"] = None  # the reference solutions are not installed
 sys.modules["rlkit_dqn_instructor"] = None
-import grader.store
+import rlkit_grader.store
 def hidden(*args, **kwargs):
     raise FileNotFoundError("the package's vectors are not available")
-grader.store.package_vectors_stem = hidden
+rlkit_grader.store.package_vectors_stem = hidden
 from rlkit.cli import main
 sys.argv = ["rlkit", "check", "--path", sys.argv[1], "--json"]
 main()

@@ -9,9 +9,9 @@ import importlib
 
 import pytest
 
-from grader.api import check_module, mistakes_suite
-from grader.records import HIDDEN, PUBLIC
 from rlkit.plugins import get_exercises
+from rlkit_grader.api import check_module, mistakes_suite
+from rlkit_grader.records import HIDDEN, PUBLIC
 
 EXERCISES = {name: ex for name, ex in get_exercises().items() if ex.solution is not None}
 SUITES = {name: mistakes_suite(ex) for name, ex in EXERCISES.items()}

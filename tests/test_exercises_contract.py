@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from grader.api import load_vectors
-from grader.records import HIDDEN, PUBLIC
 from rlkit.plugins import get_exercises
+from rlkit_grader.api import load_vectors
+from rlkit_grader.records import HIDDEN, PUBLIC
 
 EXERCISES = get_exercises()
 WITH_SOLUTION = [name for name, ex in EXERCISES.items() if ex.solution is not None]

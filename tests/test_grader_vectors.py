@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from grader import api, store
 from rlkit.plugins import get_exercises
+from rlkit_grader import api, store
 
 #: every registered exercise with a reference solution (a plugin's too)
 EXERCISES = [name for name, ex in get_exercises().items() if ex.solution is not None]
@@ -37,7 +37,7 @@ def _first_float_array(doc: dict, where: str) -> tuple[str, str]:
 
 
 def test_differences_sees_meaning_not_bytes_or_keys() -> None:
-    doc, arrays = store.read_raw(store.package_vectors_stem("grader.checks.reinforce"))
+    doc, arrays = store.read_raw(store.package_vectors_stem("rlkit_grader.checks.reinforce"))
     assert store.differences((doc, arrays), (doc, dict(arrays))) == []
     name, key = _first_float_array(doc, "e")
     # last-bit noise in the reference's values is no difference
@@ -56,7 +56,7 @@ def test_differences_sees_meaning_not_bytes_or_keys() -> None:
 
 
 def test_a_mistakes_overflow_may_change_kind_but_not_the_references() -> None:
-    doc, arrays = store.read_raw(store.package_vectors_stem("grader.checks.log_prob"))
+    doc, arrays = store.read_raw(store.package_vectors_stem("rlkit_grader.checks.log_prob"))
     _, key = _first_float_array(doc, "m")
     nan = arrays[key].copy()
     nan.flat[0] = np.nan
@@ -72,7 +72,7 @@ def test_a_mistakes_overflow_may_change_kind_but_not_the_references() -> None:
 
 
 def test_array_keys_name_where_arrays_are_used_not_their_bytes() -> None:
-    doc, arrays = store.read_raw(store.package_vectors_stem("grader.checks.ppo"))
+    doc, arrays = store.read_raw(store.package_vectors_stem("rlkit_grader.checks.ppo"))
     assert all(k.startswith("@") for k in arrays)
     assert all(
         k[1:].replace(".", "").replace("i", "").replace("e", "").replace("m", "").isdigit()

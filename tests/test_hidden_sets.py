@@ -1,4 +1,4 @@
-"""Hidden checks an instructor makes their own (grader.hidden): a course key draws other inputs
+"""Hidden checks an instructor makes their own (rlkit_grader.hidden): a course key draws other inputs
 for every hidden check, the reference passes them, answers fitted to rlkit's public built-in
 set do not, every grade names the set it used, and the notebooks' hidden cells find the key in
 the course folder. And answers are out of a submission's reach in the sandbox."""
@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from grader import hidden
-from grader.api import check_module, check_workspace, load_vectors, select_exercises
-from grader.records import HIDDEN, PUBLIC
 from rlkit.cli import cli
+from rlkit_grader import hidden
+from rlkit_grader.api import check_module, check_workspace, load_vectors, select_exercises
+from rlkit_grader.records import HIDDEN, PUBLIC
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -191,7 +191,7 @@ def test_check_hidden_uses_the_key_in_the_current_folder(
 
 
 def test_nbgrader_course_hidden_cells_run_the_course_keys_checks(tmp_path: Path) -> None:
-    from grader.notebooks import feedback
+    from rlkit_grader.notebooks import feedback
 
     course = tmp_path / "course"
     result = CliRunner().invoke(cli, ["nbgrader", "build", str(course), "reinforce"])

@@ -13,11 +13,11 @@ import nbformat
 import pytest
 from conftest import rlkit_cmd
 
-from grader.api import load_vectors, select_exercises
-from grader.notebooks import feedback
-from grader.notebooks.course import build_course
-from grader.notebooks.source import load_exercise_source, module_file
-from grader.records import HIDDEN, PUBLIC
+from rlkit_grader.api import load_vectors, select_exercises
+from rlkit_grader.notebooks import feedback
+from rlkit_grader.notebooks.course import build_course
+from rlkit_grader.notebooks.source import load_exercise_source, module_file
+from rlkit_grader.records import HIDDEN, PUBLIC
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def test_one_valid_notebook_per_exercise_worth_the_graders_points(course: Path) 
         # imports live in a locked set-up cell, never in answer or test cells
         setup = nb.cells[1]
         assert setup.metadata["nbgrader"]["locked"] and "import torch" in setup.source
-        assert "%load_ext grader.notebooks.feedback" in setup.source
+        assert "%load_ext rlkit_grader.notebooks.feedback" in setup.source
 
 
 def test_answer_cells_are_the_stub_with_the_reference_inside_the_solution_region(
@@ -181,7 +181,7 @@ def test_a_stop_never_lands_inside_an_import(tmp_path: Path) -> None:
     import subprocess
 
     script = (
-        "from grader.notebooks.feedback import check\n"
+        "from rlkit_grader.notebooks.feedback import check\n"
         "def gae(*a, **k):\n"
         "    while True:\n"
         "        pass\n"
@@ -202,8 +202,8 @@ def test_solution_only_helpers_travel_inside_the_solution_region(
 ) -> None:
     """A plugin's reference may use a helper the stub does not have: the notebook carries it
     inside the solution region (released notebooks hold none of it), and the answer still runs."""
-    from grader.notebooks.build import answer_source
     from rlkit.registry import Exercise
+    from rlkit_grader.notebooks.build import answer_source
 
     (tmp_path / "nbstub_mod.py").write_text(
         '"""Doc."""\n\nimport math\n\n\ndef area(r):\n    """pi r²."""\n'

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from conftest import rlkit_cmd
 
-from grader.api import check_module, select_exercises
-from grader.records import HIDDEN
+from rlkit_grader.api import check_module, select_exercises
+from rlkit_grader.records import HIDDEN
 
 BIN = Path(sys.executable).parent
 ASSIGNMENT = "week1"

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grader import store
 from rlkit.plugins import get_exercises
+from rlkit_grader import store
 
 ROOT = Path(__file__).resolve().parents[1]
 #: distribution → its folder in the repository
@@ -48,16 +48,6 @@ HINT = re.compile(r"pip install (rlkit-solutions|rlkit-dqn-instructor)")
 IGNORE = shutil.ignore_patterns(
     ".venv", ".git", "build", "dist", "*.egg-info", "__pycache__", "runs", ".*_cache", "*.pyc"
 )
-
-
-def _top_level_pending_rename() -> list[str]:
-    """setup.py's top-level import names that are not rlkit's own yet (the ``grader`` folder
-    is installed under its folder's name until the rename to ``rlkit_grader``)."""
-    tree = ast.parse((ROOT / "setup.py").read_text())
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "TOP_LEVEL":
-            return [n for n in ast.literal_eval(node.value) if not n.startswith("rlkit")]
-    raise AssertionError("setup.py has no TOP_LEVEL")
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +117,7 @@ def _vectors_docs(files: dict[str, bytes]) -> dict[str, dict]:
 
 
 def _hidden_check_names() -> set[str]:
-    from grader.records import HIDDEN
+    from rlkit_grader.records import HIDDEN
 
     return {
         c.name
@@ -154,7 +144,7 @@ def test_student_wheels_hold_no_answer(wheels: dict[str, Path], dist: str) -> No
     # the vectors: beside the public checks only, and no hidden check in them
     vectors = [n for n in names if ".vectors." in n]
     assert vectors and all(
-        re.fullmatch(r"(grader/checks/\w+|rlkit_dqn/checks)\.vectors\.(json|npz)", n)
+        re.fullmatch(r"(rlkit_grader/checks/\w+|rlkit_dqn/checks)\.vectors\.(json|npz)", n)
         for n in vectors
     ), vectors
     hidden = _hidden_check_names()
@@ -172,17 +162,10 @@ def test_student_wheels_install_rlkits_own_names_only(wheels: dict[str, Path], d
     top = _top_level(_files(wheels[dist]))
     assert top, dist
     assert not {"exercises", "solutions", "rlkit-dqn", "tests", "plugins"} & top, top
-    pending = set(_top_level_pending_rename())
-    assert {n for n in top if not n.startswith("rlkit")} <= pending, top
+    assert all(n.startswith("rlkit") for n in top), top
 
 
-@pytest.mark.xfail(
-    bool(_top_level_pending_rename()),
-    reason="the grader package is installed under its folder's name until it is renamed",
-    strict=True,
-)
 def test_every_installed_import_name_is_rlkits_own(wheels: dict[str, Path]) -> None:
-    """Passes once setup.py's TOP_LEVEL names only rlkit_* (the grader → rlkit_grader rename)."""
     for dist in (*STUDENT, *INSTRUCTOR):
         top = _top_level(_files(wheels[dist]))
         assert all(n.startswith("rlkit") for n in top), (dist, top)
@@ -303,7 +286,7 @@ def test_a_students_environment_checks_and_trains_without_answers(
         "import importlib.util as u, sys\n"
         "names = ['rlkit_solutions', 'rlkit_dqn_instructor', 'solutions', 'exercises']\n"
         "print([n for n in names if u.find_spec(n) is not None])\n"
-        "from grader.api import load_vectors, select_exercises\n"
+        "from rlkit_grader.api import load_vectors, select_exercises\n"
         "from rlkit.registry import ReferenceMissing\n"
         "for ex in select_exercises():\n"
         "    try:\n"
@@ -319,7 +302,7 @@ def test_a_students_environment_checks_and_trains_without_answers(
     # a notebook's public test cell (the released notebook's): full marks for the reference
     cell = (
         "import runpy, sys\n"
-        "from grader.notebooks.feedback import check\n"
+        "from rlkit_grader.notebooks.feedback import check\n"
         "ns = runpy.run_path(sys.argv[1])\n"
         "print('points', int(check('ppo', 'gae', ns)), int(check('ppo', 'ppo_clip_loss', ns)))\n"
     )

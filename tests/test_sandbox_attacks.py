@@ -22,9 +22,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from grader.api import check_workspaces
-from grader.records import HIDDEN
-from grader.sandbox import find_bwrap
+from rlkit_grader.api import check_workspaces
+from rlkit_grader.records import HIDDEN
+from rlkit_grader.sandbox import find_bwrap
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTION = (ROOT / "solutions" / "ppo.py").read_text()
@@ -137,7 +137,7 @@ def _fake(fns, call, arrays, **kwargs):
     global CHEAT
     CHEAT = True
     raise RuntimeError("patched")
-for name in ("executor", "grader.executor", "__main__", "runner"):
+for name in ("executor", "rlkit_grader.executor", "__main__", "runner"):
     module = sys.modules.get(name)
     if module is not None:
         for attr in ("execute_call", "_call_and_describe", "worker_main"):
@@ -379,7 +379,7 @@ def test_time_limits_are_enforced_from_outside(graded) -> None:
 def test_a_frame_that_announces_gigabytes_is_refused_before_reading_it() -> None:
     """The pipe-era zip bomb: a record claiming 2 GB of arrays (or 2 GB of JSON) fails at its
     8-byte prefix; nothing is allocated for it."""
-    from grader import protocol
+    from rlkit_grader import protocol
 
     for n_header, n_body in ((10, 2 << 30), (2 << 30, 0)):
         r, w = os.pipe()

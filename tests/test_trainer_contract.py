@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import torch
 
-from grader.api import load_vectors, mistakes_suite
-from grader.records import PUBLIC, CallData
 from rlkit.plugins import get_exercises
+from rlkit_grader.api import load_vectors, mistakes_suite
+from rlkit_grader.records import PUBLIC, CallData
 
 Signature = tuple[tuple[str, str, Any], ...]
 COURSE = ("log_prob", "reinforce", "ppo", "dpo")

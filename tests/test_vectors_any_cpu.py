@@ -21,7 +21,7 @@ EXERCISES = [name for name, ex in get_exercises().items() if ex.solution is not 
 #: mean the same as the stored ones (`rlkit vectors`) and use the same array keys
 SCRIPT = """
 import json, sys, torch
-from grader import api, store
+from rlkit_grader import api, store
 print("kernel:", torch.backends.cpu.get_cpu_capability())
 for name in sys.argv[1:]:
     exercise = api.select_exercises([name])[0]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from grader.records import HIDDEN
-from grader.spec import FLOATS, Call, Check, ints, normal, scalar_cot
+from rlkit_grader.records import HIDDEN
+from rlkit_grader.spec import FLOATS, Call, Check, ints, normal, scalar_cot
 
 #: the documented names of the outputs, for feedback
 OUTPUTS = {"dpo_loss": ("loss", "chosen_rewards", "rejected_rewards")}

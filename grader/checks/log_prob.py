@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from grader.judges import (
+from rlkit_grader.judges import (
     Arrays,
     Failure,
     Got,
@@ -16,8 +16,8 @@ from grader.judges import (
     tolerance,
     values_problem,
 )
-from grader.records import HIDDEN, CheckData
-from grader.spec import FLOATS, Call, Check, ints, normal
+from rlkit_grader.records import HIDDEN, CheckData
+from rlkit_grader.spec import FLOATS, Call, Check, ints, normal
 
 #: exercise-specific judges below are named by import path in the checks
 HERE = __name__

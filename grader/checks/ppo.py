@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from grader.judges import (
+from rlkit_grader.judges import (
     Arrays,
     Failure,
     Got,
@@ -15,8 +15,8 @@ from grader.judges import (
     mismatch,
     tolerance,
 )
-from grader.records import HIDDEN, CallData, CheckData, Outcome
-from grader.spec import FLOATS, Call, Check, normal, scalar_cot
+from rlkit_grader.records import HIDDEN, CallData, CheckData, Outcome
+from rlkit_grader.spec import FLOATS, Call, Check, normal, scalar_cot
 
 HERE = __name__
 #: the documented names of the outputs, for feedback

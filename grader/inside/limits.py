@@ -1,6 +1,6 @@
 """The limits every sandboxed worker gets, defined once.
 
-Imported by the parent (``grader.inside.limits``) to fill in defaults and describe them, and by
+Imported by the parent (``rlkit_grader.inside.limits``) to fill in defaults and describe them, and by
 the code inside the sandbox (as ``limits``) to enforce them. Standard library only.
 """
 

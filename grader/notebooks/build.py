@@ -18,11 +18,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from grader.notebooks.source import ExerciseSource, FunctionSource, load_exercise_source
-from grader.notebooks.teaching import formula_block, formulas, markdown_docstring
+from rlkit_grader.notebooks.source import ExerciseSource, FunctionSource, load_exercise_source
+from rlkit_grader.notebooks.teaching import formula_block, formulas, markdown_docstring
 
 SCHEMA_VERSION = 3
-EXTENSION = "grader.notebooks.feedback"
+EXTENSION = "rlkit_grader.notebooks.feedback"
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 
 
@@ -34,8 +34,8 @@ class FunctionPoints:
 
 def points_by_function(exercise: Any) -> dict[str, FunctionPoints]:
     """Each function's public and hidden points, from the stored checks (as the grader counts)."""
-    from grader.api import load_vectors
-    from grader.records import HIDDEN, PUBLIC
+    from rlkit_grader.api import load_vectors
+    from rlkit_grader.records import HIDDEN, PUBLIC
 
     vectors = load_vectors(exercise, hidden=True)
     out = {}
@@ -164,9 +164,9 @@ def build_notebook(exercise: Any, timeout: int) -> Any:
     """The nbgrader source notebook of a registered exercise, as nbformat 4.5 JSON data
     (written by hand: importing nbformat's validator costs seconds; the tests validate). The
     answer cells hold the reference and the hidden test cells run the active hidden set
-    (``grader.hidden``): both are the instructor's (ReferenceMissing, one line, without them)."""
-    from grader.hidden import active
+    (``rlkit_grader.hidden``): both are the instructor's (ReferenceMissing, one line, without them)."""
     from rlkit.registry import ReferenceMissing
+    from rlkit_grader.hidden import active
 
     if not exercise.has(exercise.solution):
         raise ReferenceMissing(exercise.missing() + "; the notebooks' answer cells hold it")

@@ -90,8 +90,8 @@ def build_course(
     course_id: str | None = None,
 ) -> BuildResult:
     """Write ``nbgrader_config.py`` (kept when it exists) and ``source/<assignment>/*.ipynb``."""
-    from grader.api import select_exercises
-    from grader.notebooks.build import build_notebook, to_json
+    from rlkit_grader.api import select_exercises
+    from rlkit_grader.notebooks.build import build_notebook, to_json
 
     if not _NAME.match(assignment):
         raise UsageError(

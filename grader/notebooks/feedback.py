@@ -6,7 +6,7 @@ nbgrader reads a test cell whose output is a number as partial credit. It writes
 stderr (nbgrader scores any stderr output as a failure): warnings and whatever the student's code
 prints while it is checked are swallowed.
 
-Loaded as an IPython extension (``%load_ext grader.notebooks.feedback``, in the notebook's set-up
+Loaded as an IPython extension (``%load_ext rlkit_grader.notebooks.feedback``, in the notebook's set-up
 cell) it also watches the cells: grading (``rlkit grade`` and nbgrader alike) runs the student's
 cells top to bottom as one program, so a cell that raised or never finished (an infinite loop
 that nbgrader interrupted) makes every test cell after it score 0, with the reason, instead of
@@ -101,7 +101,7 @@ _WATCH: CellWatch | None = None
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """``%load_ext grader.notebooks.feedback``: start watching the cells (once per kernel)."""
+    """``%load_ext rlkit_grader.notebooks.feedback``: start watching the cells (once per kernel)."""
     global _WATCH
     if _WATCH is None:
         _WATCH = CellWatch()
@@ -197,7 +197,7 @@ def check(
     """Grade ``namespace[function]`` on the exercise's public (or hidden) checks, print the
     feedback and return the points (the test cell's value, read by nbgrader). ``hidden_set``
     (``key:<fingerprint>``, written by ``rlkit nbgrader build``): the course key's hidden
-    checks, the key found in the notebook's folder or one above it (grader.hidden)."""
+    checks, the key found in the notebook's folder or one above it (rlkit_grader.hidden)."""
     if time_limit is None:
         try:
             time_limit = float(os.environ.get(TIME_LIMIT_ENV, TIME_LIMIT))
@@ -224,8 +224,8 @@ def _hidden_set(label: str | None) -> Iterator[str | None]:
         return
     from pathlib import Path
 
-    from grader import hidden as hidden_sets
     from rlkit.errors import RlkitError
+    from rlkit_grader import hidden as hidden_sets
 
     try:
         chosen = hidden_sets.find_key(Path.cwd(), label)
@@ -245,13 +245,13 @@ def _run(
     watch: CellWatch | None,
 ) -> tuple[int, str, int]:
     """(max points, feedback text, points)."""
-    from grader.records import HIDDEN, PUBLIC
     from rlkit.errors import RlkitError
+    from rlkit_grader.records import HIDDEN, PUBLIC
 
     visibility = HIDDEN if hidden else PUBLIC
     try:
         with _quiet():
-            from grader.api import load_vectors, select_exercises
+            from rlkit_grader.api import load_vectors, select_exercises
 
             vectors = load_vectors(select_exercises([exercise])[0], hidden=hidden)
     except RlkitError as exc:
@@ -270,14 +270,14 @@ def _run(
             0,
         )
 
-    from grader.api import check_module
+    from rlkit_grader.api import check_module
 
     with _quiet():
         # Import what the checks import before the clock starts: a stop in the middle of
         # `import torch` leaves torch half-initialized, and the next import crashes the kernel.
         import torch  # noqa: F401
 
-        for module in ("grader.executor", "grader.judges"):
+        for module in ("rlkit_grader.executor", "rlkit_grader.judges"):
             with contextlib.suppress(ImportError):
                 importlib.import_module(module)
     state = _Deadline()
@@ -301,7 +301,7 @@ def _run(
             reason = f"the checks could not run ({crash})"
         return max_points, f"{function}: 0/{max_points} - {reason}", 0
 
-    from grader.report import ExerciseReport, Report
+    from rlkit_grader.report import ExerciseReport, Report
 
     results = [c for c in report.checks if c.visibility == visibility]
     part = ExerciseReport(function, results, report.problem)
@@ -315,8 +315,8 @@ def _run(
 def _hidden_text(part: Any, mistakes: Mapping[str, str]) -> str:
     """Hidden checks: name, pass/fail and the misconception (from the catalogue), never the
     message (inputs, expected values, or text the student's code wrote from them): what
-    ``grader.render.view`` lets a student see."""
-    from grader.render import hidden_plain
+    ``rlkit_grader.render.view`` lets a student see."""
+    from rlkit_grader.render import hidden_plain
 
     return hidden_plain(
         f"{part.name} (hidden checks)", part.checks, mistakes, (part.score, part.max_score)

@@ -1,7 +1,7 @@
 """The course's exercises, registered through the same hook a third-party plugin uses.
 
 The student's install holds each exercise's stub (``rlkit_exercises``) and public checks with
-their vectors (``grader.checks``); the reference solutions, the classic mistakes and the hidden
+their vectors (``rlkit_grader.checks``); the reference solutions, the classic mistakes and the hidden
 checks' vectors are in the instructors' distribution ``rlkit-solutions`` (``solutions/``, import
 name ``rlkit_solutions``), named here by import path.
 """
@@ -20,7 +20,7 @@ EXERCISES = (
         ("log_prob", "entropy", "grad_log_prob"),
         "rlkit_exercises.log_prob",
         "rlkit_solutions.log_prob",
-        "grader.checks.log_prob",
+        "rlkit_grader.checks.log_prob",
         "The log-prob trick",
         order=10,
         mistakes="rlkit_solutions.mistakes.log_prob",
@@ -32,7 +32,7 @@ EXERCISES = (
         ("returns_to_go", "reinforce_loss"),
         "rlkit_exercises.reinforce",
         "rlkit_solutions.reinforce",
-        "grader.checks.reinforce",
+        "rlkit_grader.checks.reinforce",
         "REINFORCE",
         order=20,
         mistakes="rlkit_solutions.mistakes.reinforce",
@@ -44,7 +44,7 @@ EXERCISES = (
         ("ppo_clip_loss", "gae"),
         "rlkit_exercises.ppo",
         "rlkit_solutions.ppo",
-        "grader.checks.ppo",
+        "rlkit_grader.checks.ppo",
         "PPO: clipping and GAE",
         order=30,
         mistakes="rlkit_solutions.mistakes.ppo",
@@ -56,7 +56,7 @@ EXERCISES = (
         ("sequence_log_probs", "dpo_loss"),
         "rlkit_exercises.dpo",
         "rlkit_solutions.dpo",
-        "grader.checks.dpo",
+        "rlkit_grader.checks.dpo",
         "DPO: preferences without a reward model",
         order=40,
         mistakes="rlkit_solutions.mistakes.dpo",

@@ -43,12 +43,12 @@ def check_command(
     points and, for a failing one, a small counterexample. Exit code 0 when all pass, 1
     otherwise, 2 on usage errors.
     """
-    from grader.api import check_workspace
-    from grader.records import HIDDEN, PUBLIC
+    from rlkit_grader.api import check_workspace
+    from rlkit_grader.records import HIDDEN, PUBLIC
 
     hidden_set = None
     if hidden:  # one line, before any grading, where the instructor's package is missing
-        from grader import hidden as hidden_sets
+        from rlkit_grader import hidden as hidden_sets
 
         default = Path.cwd() / hidden_sets.KEY_FILE
         chosen = hidden_sets.use_for_command(key, default, exercises, announce=not as_json)
@@ -77,7 +77,7 @@ def check_command(
 def init_command(directory: Path, force: bool) -> None:
     """Create a workspace: the exercise stubs and a README of what to do next. In a folder that
     already has some, add the missing stubs and keep your files (unless --force)."""
-    from grader.workspace import init_workspace
+    from rlkit_grader.workspace import init_workspace
 
     written, kept = init_workspace(directory, force=force)
     names = ", ".join(p.name for p in written) or "nothing new"
@@ -95,7 +95,7 @@ def init_command(directory: Path, force: bool) -> None:
 def release_command(directory: Path, force: bool) -> None:
     """Instructors: write the student bundle (stubs, public checks and their vectors; no
     solutions, no hidden checks)."""
-    from grader.workspace import release_bundle
+    from rlkit_grader.workspace import release_bundle
 
     written = release_bundle(directory, force=force)
     click.echo(
@@ -112,7 +112,7 @@ def release_command(directory: Path, force: bool) -> None:
 def vectors_command(exercises: tuple[str, ...], regenerate: bool) -> None:
     """Instructors: verify (default) or regenerate the stored test vectors that let students
     self-check without the reference solutions. Exit 1 when they are stale."""
-    from grader import api
+    from rlkit_grader import api
 
     if regenerate:
         for path, mistakes in api.regenerate(exercises):

@@ -46,7 +46,7 @@ def _progress(console_file: Any) -> tuple[Any, Any]:
         state["done"], state["total"] = 0, total
 
         def tick(student: str, record: dict[str, Any] | None) -> None:
-            from grader.render import one_line
+            from rlkit_grader.render import one_line
 
             state["done"] += 1
             score = f"{record['score']}/{record['max_score']}" if record else ""
@@ -137,9 +137,9 @@ def grade_command(
     batch, and a re-run skips students whose files did not change. Exit 2 when there is
     nothing to grade, 130 when interrupted.
     """
-    from grader import batch, class_report, exports
-    from grader import feedback as student_feedback
-    from grader.submissions import safe_name
+    from rlkit_grader import batch, class_report, exports
+    from rlkit_grader import feedback as student_feedback
+    from rlkit_grader.submissions import safe_name
 
     fmt = fmt or {".json": "json", ".csv": "csv"}.get(out.suffix, "csv")
     limits: dict[str, float] = {}
@@ -154,7 +154,7 @@ def grade_command(
         assignment=assignment,
     )
     layout = batch.Layout.beside(out, fmt, feedback, report)
-    from grader import hidden  # which hidden checks: every record names the set
+    from rlkit_grader import hidden  # which hidden checks: every record names the set
 
     key_file = hidden.course_folder(submissions, out) / hidden.KEY_FILE
     hidden.use_for_command(key, key_file, exercises, create=True)

@@ -49,9 +49,9 @@ def build_command(
     exercises, a plugin's included, or the ones named), with answer cells, visible and hidden
     test cells worth the grader's points. The hidden test cells run hidden checks drawn from
     the course key (kept in COURSE_DIR; `rlkit grade COURSE_DIR` uses the same)."""
-    from grader import hidden
-    from grader.notebooks.course import build_course
     from rlkit.errors import UsageError
+    from rlkit_grader import hidden
+    from rlkit_grader.notebooks.course import build_course
 
     if course_dir.exists() and not course_dir.is_dir():
         raise UsageError(f"{course_dir} exists and is not a folder; pass a course folder")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from grader.spec import Alternative, Mistake
+from rlkit_grader.spec import Alternative, Mistake
 
 
 def _pick(values: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:

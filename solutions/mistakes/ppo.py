@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from grader.spec import Alternative, Mistake
+from rlkit_grader.spec import Alternative, Mistake
 
 
 def _clip_loss(log_probs, old_log_probs, advantages, clip_eps=0.2, *, variant=""):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from grader.spec import Alternative, Mistake
+from rlkit_grader.spec import Alternative, Mistake
 
 
 def _backward(rewards, gamma, dones, reset_after=False, restart=True):

@@ -1,6 +1,6 @@
 """Checks of the DQN exercise: td_target, double_dqn_target, dqn_loss.
 
-Written with the course's check engine (``grader.spec``), like ``grader/checks/ppo.py``. The
+Written with the course's check engine (``rlkit_grader.spec``), like ``grader/checks/ppo.py``. The
 expected outcomes are stored beside this file (``checks.vectors.json`` + ``.npz``); rebuild them
 with ``rlkit vectors --regenerate dqn`` after changing a check or the reference solution.
 
@@ -12,8 +12,8 @@ crashing on a shape mismatch.
 from __future__ import annotations
 
 import numpy as np
-from grader.records import HIDDEN
-from grader.spec import FLOATS, Call, Check, ints, normal, scalar_cot
+from rlkit_grader.records import HIDDEN
+from rlkit_grader.spec import FLOATS, Call, Check, ints, normal, scalar_cot
 
 GAMMAS = (0.99, 0.9, 0.5, 1.0)
 SQUARE = ((2, 2), (3, 3), (6, 6))
