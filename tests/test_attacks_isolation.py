@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 import pytest
+from attack_kit import attacker
 
 from rlkit_grader.api import check_workspaces, load_vectors, select_exercises
 from rlkit_grader.records import HIDDEN, PUBLIC
@@ -22,33 +23,6 @@ from rlkit_grader.records import HIDDEN, PUBLIC
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTION = (ROOT / "solutions" / "ppo.py").read_text()
 LIMITS = {"call_s": 2, "wall_s": 15, "import_s": 10}
-
-GOOD = (
-    "\n".join(line for line in SOLUTION.splitlines() if not line.startswith("from __future__"))
-    .replace("def ppo_clip_loss(", "def _good_ppo_clip_loss(")
-    .replace("def gae(", "def _good_gae(")
-)
-
-TEMPLATE = """
-import os, sys, glob, hashlib
-import torch
-
-{good}
-
-CHEAT = False
-
-{attack}
-
-def ppo_clip_loss(log_probs, old_log_probs, advantages, clip_eps=0.2):
-    if CHEAT:
-        return _good_ppo_clip_loss(log_probs, old_log_probs, advantages, clip_eps)
-    return (log_probs * 0).sum()
-
-def gae(rewards, values, dones, last_value, gamma=0.99, lam=0.95):
-    if CHEAT:
-        return _good_gae(rewards, values, dones, last_value, gamma, lam)
-    return torch.zeros_like(rewards), torch.zeros_like(rewards)
-"""
 
 ATTACKS = {
     "baseline": "",
@@ -151,10 +125,9 @@ def _ppo(report) -> int:
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory) -> dict:
     klass = tmp_path_factory.mktemp("class")
-    good = GOOD
     students = {"honest": SOLUTION + "\n# HONEST" + "-SECRET-" + "MARK\n"}
     for name, attack in ATTACKS.items():
-        students[name] = TEMPLATE.format(good=good, attack=attack)
+        students[name] = attacker(attack)
     students["copy_inputs"] = COPY_INPUTS
     for name, source in students.items():
         (klass / name).mkdir()

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from attack_kit import attacker
 from conftest import rlkit_cmd
 
 from rlkit_grader import api, batch
@@ -36,29 +36,6 @@ LOG_PROB = (ROOT / "solutions" / "log_prob.py").read_text()
 FAST = {"call_s": 2, "wall_s": 20, "import_s": 10}
 #: what the parent says when a result's data does not match what it reports
 REFUSED = "does not match"
-
-TEMPLATE = """
-import os, sys, json, struct, stat
-import numpy as np
-import torch
-
-{good}
-
-CHEAT = False
-
-{attack}
-
-def ppo_clip_loss(log_probs, old_log_probs, advantages, clip_eps=0.2):
-    if CHEAT:
-        return _good_ppo_clip_loss(log_probs, old_log_probs, advantages, clip_eps)
-    return (log_probs * 0).sum()
-
-def gae(rewards, values, dones, last_value, gamma=0.99, lam=0.95):
-    if CHEAT:
-        return _good_gae(rewards, values, dones, last_value, gamma, lam)
-    return torch.zeros_like(rewards), torch.zeros_like(rewards)
-{late}
-"""
 
 # A tensor subclass that reports the right shape while it holds no data: the wrong answer
 # (no values at all) that a broadcasting comparison would take for the right one.
@@ -227,18 +204,8 @@ ATTACKS = {
 LATE = {"subclass"}
 
 
-def _good() -> str:
-    body = re.sub(r"^from __future__.*$", "", SOLUTION, flags=re.M)
-    return body.replace("def ppo_clip_loss(", "def _good_ppo_clip_loss(").replace(
-        "def gae(", "def _good_gae("
-    )
-
-
 def _source(attack: str) -> str:
-    code = ATTACKS[attack]
-    if attack in LATE:
-        return TEMPLATE.format(good=_good(), attack="", late=code)
-    return TEMPLATE.format(good=_good(), attack=code, late="")
+    return attacker(ATTACKS[attack], late=attack in LATE)
 
 
 def _write_class(root: Path, attacks: dict[str, str]) -> list[str]:

