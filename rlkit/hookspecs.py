@@ -12,7 +12,7 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
-    from rlkit.registry import EnvSpec, Exercise, TrainerSpec
+    from rlkit.registry import EnvSpec, Exercise, TaskSpec, TrainerSpec
 
 hookspec = pluggy.HookspecMarker("rlkit")
 hookimpl = pluggy.HookimplMarker("rlkit")
@@ -29,10 +29,18 @@ def register_envs(register: Callable[[EnvSpec], None]) -> None:
 
 
 @hookspec
+def register_tasks(register: Callable[[TaskSpec], None]) -> None:
+    """Declare the tasks this plugin owns: ``register(TaskSpec("cartpole", "sb3", "ppo",
+    help=...))`` makes sb3/ppo what ``rlkit train cartpole`` runs when no ``--backend`` or
+    ``--algo`` is given, whatever other plugins add to the task."""
+
+
+@hookspec
 def register_trainers(register: Callable[[TrainerSpec], None]) -> None:
     """Register trainers: ``register(TrainerSpec(task, backend, factory, algorithms=(...),
     settings="pkg.settings:MySettings", exercises=(...)))``. ``rlkit train TASK`` is built from
-    them (see ``rlkit.session``); a trainer for an existing task adds an algorithm to it."""
+    them (see ``rlkit.session``); a trainer for an existing task adds an algorithm to it (the
+    task's default stays its owner's: ``register_tasks``)."""
 
 
 @hookspec

@@ -1,6 +1,11 @@
 """The plugin manager: built-in and third-party plugins load the same way, from entry points in
 the ``rlkit`` group. A plugin that fails to import or to register is reported in one line and
-everything else keeps working."""
+everything else keeps working.
+
+Plugins load in the order of their entry points' names, never in the order Python happens to
+find their distributions, so what a command does cannot depend on where a package was
+installed. A task's default trainer is its owner's declaration (``TaskSpec``), so installing a
+plugin that adds an algorithm to a task never changes what ``rlkit train TASK`` runs."""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from typing import Any
 import pluggy
 
 from rlkit import hookspecs
-from rlkit.registry import EnvSpec, Exercise, TrainerSpec
+from rlkit.registry import EnvSpec, Exercise, TaskSpec, TrainerSpec
 
 ENTRY_POINT_GROUP = "rlkit"
 
@@ -58,7 +63,8 @@ def load_plugins() -> None:
     _loaded = True
     wanted = os.environ.get("RLKIT_LOAD_PLUGINS")
     allow = None if wanted is None else {n.strip() for n in wanted.split(",") if n.strip()}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
+    # by name, not by discovery order (which follows sys.path: a checkout, PYTHONPATH, ...)
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: (ep.name, ep.value)):
         if allow is not None and ep.name not in allow:
             continue
         if pm.get_plugin(ep.name) is not None or ep.name in broken:
@@ -165,9 +171,148 @@ def get_trainers() -> dict[tuple[str, str, str], TrainerSpec]:
     )
 
 
+def get_task_specs() -> dict[str, TaskSpec]:
+    """The tasks plugins declare (``register_tasks``), by name."""
+    return _collect("register_tasks", lambda t: t.name)
+
+
+@dataclass(frozen=True)
+class Task:
+    """A task as ``rlkit train NAME`` presents it: its trainers with the owner's first (in the
+    order the owner registers them), then each other plugin's (by plugin name, each in its
+    own order); the default trainer the owner declares; the command's help."""
+
+    name: str
+    owner: str
+    trainers: tuple[TrainerSpec, ...]
+    default: TrainerSpec
+    help: str = ""
+    #: whether the owner declared the task (``TaskSpec``) or it was inferred
+    declared: bool = False
+    #: one line each: what is ambiguous or wrong about the task's ownership or default
+    problems: tuple[str, ...] = ()
+
+    @property
+    def backends(self) -> list[str]:
+        return list(dict.fromkeys(s.backend for s in self.trainers))
+
+    @property
+    def algorithms(self) -> list[str]:
+        return list(dict.fromkeys(s.algorithm for s in self.trainers))
+
+    def default_algorithm(self, backend: str) -> str:
+        """The algorithm ``--backend BACKEND`` alone trains."""
+        return next(s.algorithm for s in self.preferred() if s.backend == backend)
+
+    def default_backend(self, algorithm: str) -> str:
+        """The backend ``--algo ALGORITHM`` alone trains on."""
+        return next(s.backend for s in self.preferred() if s.algorithm == algorithm)
+
+    def preferred(self) -> list[TrainerSpec]:
+        """The trainers in the order the session picks among them: the default, then those of
+        its algorithm, then those of its backend, then the rest (each group in task order)."""
+        d = self.default
+
+        def rank(s: TrainerSpec) -> int:
+            if s is d:
+                return 0
+            return 1 if s.algorithm == d.algorithm else 2 if s.backend == d.backend else 3
+
+        return sorted(self.trainers, key=rank)
+
+
+def _owner(name: str, specs: list[TrainerSpec]) -> tuple[str, list[str]]:
+    """Who owns a task nobody declared: the one plugin whose trainers give it a help text,
+    else the one plugin with trainers for it; else (ambiguous) the first by name, and a line
+    saying so."""
+    helping = sorted({s.plugin for s in specs if s.task_help})
+    plugins_ = sorted({s.plugin for s in specs})
+    candidates = helping if helping else plugins_
+    if len(candidates) == 1:
+        return candidates[0], []
+    owner = candidates[0]
+    return owner, [
+        f"task {name!r} has trainers from {', '.join(plugins_)} and no plugin declares it "
+        f"(register_tasks: TaskSpec); its default is {owner}'s first trainer"
+    ]
+
+
+def get_task(name: str) -> Task | None:
+    """The task ``name`` (None: no trainer is registered for it)."""
+    if ("task", name) in _cache:
+        return _cache[("task", name)]
+    specs = [spec for spec in get_trainers().values() if spec.task == name]
+    if not specs:
+        return None
+    declared = get_task_specs().get(name)
+    problems: list[str] = []
+    if declared is not None:
+        owner = declared.plugin
+    else:
+        owner, problems = _owner(name, specs)
+    ordered = [s for s in specs if s.plugin == owner] + sorted(
+        (s for s in specs if s.plugin != owner), key=lambda s: s.plugin
+    )  # sorted() is stable: each plugin's trainers keep their order
+    default = ordered[0]
+    if declared is not None:
+        found = [
+            s
+            for s in ordered
+            if s.backend == declared.backend
+            and (not declared.algorithm or s.algorithm == declared.algorithm)
+        ]
+        if found:
+            default = found[0]
+        else:
+            wanted = declared.backend + (f"/{declared.algorithm}" if declared.algorithm else "")
+            problems.append(
+                f"task {name!r}: the default {declared.plugin} declares ({wanted}) is not "
+                f"registered; the default is {default.backend}/{default.algorithm}"
+            )
+    help_text = (declared.help if declared is not None else "") or next(
+        (s.task_help for s in ordered if s.task_help), ""
+    )
+    task = Task(
+        name, owner, tuple(ordered), default, help_text, declared is not None, tuple(problems)
+    )
+    _cache[("task", name)] = task
+    return task
+
+
+def get_tasks() -> dict[str, Task]:
+    """Every task that has a trainer, by name (sorted)."""
+    names = sorted({spec.task for spec in get_trainers().values()})
+    return {n: t for n in names if (t := get_task(n)) is not None}
+
+
 def trainers_of(task: str) -> list[TrainerSpec]:
-    """The trainers of one task, in registration order (the first is the default)."""
-    return [spec for spec in get_trainers().values() if spec.task == task]
+    """The trainers of one task: the owner's first, then the other plugins' (see ``Task``);
+    the task's default is ``get_task(task).default``, declared by its owner."""
+    found = get_task(task)
+    return list(found.trainers) if found is not None else []
+
+
+def task_problems() -> dict[str, list[str]]:
+    """Plugin name → lines about its tasks and settings that work, but not as their authors
+    may think: a task with trainers from several plugins that nobody declares, a declared
+    default that is not registered, and settings of the same name whose flags conflict
+    (``rlkit.settings.TaskOptions``). Imports each task's settings modules (light)."""
+    from rlkit.settings import TaskOptions
+
+    found: dict[str, list[str]] = {}
+    for task in get_tasks().values():
+        for line in task.problems:
+            found.setdefault(task.owner, []).append(line)
+        try:
+            options = TaskOptions(task.trainers)
+        except Exception as exc:  # noqa: BLE001 - a settings module that fails to import
+            found.setdefault(task.owner, []).append(
+                f"task {task.name!r}: its options cannot be built: {_one_line(exc)}"
+            )
+            continue
+        for plugin, line in options.conflicts:
+            found.setdefault(plugin, []).append(line)
+    return found
 
 
 def register_commands(cli: Any, train: Any) -> dict[str, list[str]]:
@@ -198,14 +343,12 @@ def plugin_infos(commands: dict[str, list[str]] | None = None) -> list[PluginInf
         infos.setdefault(ex.plugin, PluginInfo(ex.plugin)).exercises.append(ex.name)
     for env in get_envs().values():
         infos.setdefault(env.plugin, PluginInfo(env.plugin)).envs.append(env.name)
-    tasks: dict[str, str] = {}  # task → the plugin whose trainer comes first: its command
     for tr in get_trainers().values():
         infos.setdefault(tr.plugin, PluginInfo(tr.plugin)).trainers.append(
             f"{tr.task}/{tr.backend}/{tr.algorithm}"
         )
-        tasks.setdefault(tr.task, tr.plugin)
-    for task, name in tasks.items():
-        infos.setdefault(name, PluginInfo(name)).commands.append(f"train {task}")
+    for task in get_tasks().values():  # the task's command is its owner's
+        infos.setdefault(task.owner, PluginInfo(task.owner)).commands.append(f"train {task.name}")
     for name, cmds in (commands or {}).items():
         infos.setdefault(name, PluginInfo(name)).commands.extend(cmds)
     for info in infos.values():

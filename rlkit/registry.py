@@ -118,6 +118,26 @@ class EnvSpec:
 
 
 @dataclass(frozen=True)
+class TaskSpec:
+    """A task (``rlkit train NAME``) as its owner declares it: which trainer runs when no
+    ``--backend``/``--algo`` is given, and the command's help. The plugin that registers it
+    owns the task; any plugin may add trainers to it (``TrainerSpec(NAME, ...)``), and
+    installing one never changes the default, whatever order plugins load in.
+
+    ``backend`` and ``algorithm`` name the default trainer (``algorithm`` empty: the first
+    the owner registers on that backend). A task nobody declares is owned by the plugin
+    whose trainers give it a ``task_help``, else by the only plugin with trainers for it;
+    where that is ambiguous, ``rlkit plugins`` says so.
+    """
+
+    name: str
+    backend: str
+    algorithm: str = ""
+    help: str = ""
+    plugin: str = ""
+
+
+@dataclass(frozen=True)
 class TrainerSpec:
     """A trainer: one task, one backend, the algorithms it offers, e.g. (``cartpole``,
     ``native``, ``ppo``). The registry keeps one entry per (task, backend, algorithm), so a
@@ -127,8 +147,11 @@ class TrainerSpec:
     ``rlkit train TASK``'s options (see ``rlkit.settings``); ``exercises`` are the exercises
     whose functions the trainer calls (``--path`` checks them before training);
     ``plot_metrics`` are drawn in ``curves.png`` (the first two share the headline panel)
-    against ``x_metric``; ``task_help`` is ``rlkit train TASK --help``'s text (the first spec
-    of a task that has one gives it).
+    against ``x_metric``; ``task_help`` is ``rlkit train TASK --help``'s text where the task's
+    ``TaskSpec`` gives none (the owner's spec gives it).
+
+    Which trainer runs by default is the task owner's choice (``TaskSpec``); a plugin adding
+    an algorithm to another plugin's task registers only its TrainerSpecs.
     """
 
     task: str

@@ -2,9 +2,9 @@
 run, owned here once so that a plugin writes only its trainer and its settings.
 
 What the session does for every trainer: ``rlkit.train_command`` builds the command's options
-from the settings dataclass the TrainerSpec names (``rlkit.settings``) plus the shared ones
-(``--backend``, ``--algo``, ``--impl``/``--path``, ``--seed``, ``--out``, ``--resume RUN``,
-``--set KEY=VALUE``); the session picks the trainer, runs the public checks of the exercises
+from the settings dataclass the TrainerSpec names (``rlkit.settings.TaskOptions``) plus the
+shared ones (``--backend``, ``--algo``, ``--impl``/``--path``, ``--seed``, ``--out``,
+``--resume RUN``, ``--set KEY=VALUE``); the session picks the trainer, runs the public checks of the exercises
 it uses when it trains a student's code (``rlkit.precheck``: it names what fails, then trains
 anyway), creates the run directory, shows a progress bar; on Ctrl-C it lets the step under way
 finish, saves, prints the command that continues and exits 130 (a second Ctrl-C stops at
@@ -13,10 +13,15 @@ the curves; ``--resume RUN`` reopens a run with its own settings (only those mar
 may change), records the resume in ``config.json`` and says where it resumes.
 
 A plugin registers a trainer with its settings (``my_plugin/__init__.py``; keep it light: name
-things by import path so ``rlkit --help`` never imports torch)::
+things by import path so ``rlkit --help`` never imports torch), and declares the task it owns
+(what ``rlkit train bandit`` runs when no ``--backend``/``--algo`` is given)::
 
     from rlkit import hookimpl
-    from rlkit.registry import TrainerSpec
+    from rlkit.registry import TaskSpec, TrainerSpec
+
+    @hookimpl
+    def register_tasks(register):
+        register(TaskSpec("bandit", "native", "reinforce", help="Train a bandit policy."))
 
     @hookimpl
     def register_trainers(register):
@@ -56,7 +61,10 @@ Adding an algorithm to another plugin's task is the same registration with that 
 ``TrainerSpec("cartpole", "native", "rlkit_dqn.native:DQNTrainer", algorithms=("dqn",),
 settings=..., exercises=("dqn",))`` from the DQN plugin makes ``rlkit train cartpole --algo dqn
 --backend native`` work, next to the CartPole plugin's own trainers. The registry keeps one
-trainer per (task, backend, algorithm); the first registered for a task is its default.
+trainer per (task, backend, algorithm). The default stays the task owner's (its ``TaskSpec``):
+installing the DQN plugin, in whatever order plugins load, never changes what
+``rlkit train cartpole`` runs. A setting of the same name in several trainers (``--lr``) is one
+option that sets whichever trainer runs (``rlkit.settings.TaskOptions``).
 """
 
 from __future__ import annotations
@@ -70,7 +78,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -78,32 +86,39 @@ from rlkit import settings as st
 from rlkit.errors import UsageError
 from rlkit.precheck import precheck
 from rlkit.registry import TrainerSpec
-from rlkit.train_command import SHARED, names, resume_flags, settings_fields
+from rlkit.settings import IMPLS, SHARED, TaskOptions, names
+
+if TYPE_CHECKING:
+    from rlkit.plugins import Task
 
 __all__ = ["Session", "trainer_of_run", "spec_of_run", "stop_on_ctrl_c"]
-
-IMPLS = ("solution", "student")
 
 
 # ---------------------------------------------------------------------------- the session
 class Session:
     """One ``rlkit train TASK`` invocation, from its options to a finished (or stopped) run."""
 
-    def __init__(self, task: str, specs: list[TrainerSpec], values: Mapping[str, Any]) -> None:
-        self.task, self.specs = task, specs
+    def __init__(self, task: Task, values: Mapping[str, Any]) -> None:
+        self.task_info = task
+        self.task, self.specs = task.name, list(task.trainers)
         self.values = dict(values)
         #: options the user gave (None and an empty --set mean "not given")
         self.given = {k for k, v in values.items() if v is not None and v != ()}
         self.main_process = os.environ.get("RANK", "0") == "0"  # accelerate launch, torchrun
-        self.fields = settings_fields(specs)
+        self.options = TaskOptions(self.specs)
+        self.fields = self.options.settings
 
     def flag(self, name: str) -> str:
-        if name == "overrides":
-            return "--set"
-        if name in SHARED:
-            return "--" + name
-        f = self.fields[name][0][1]
-        return st.flags_of(f)[0]
+        """The flag the command has for a setting or option (``--set NAME`` where none)."""
+        return self.options.label(name)
+
+    def value(self, name: str, cls: type) -> Any:
+        """The value given for setting ``name``, typed for ``cls`` (where the trainers disagree
+        on its type, click passed the text through)."""
+        raw = self.values[name]
+        if self.fields[name].kind is None and isinstance(raw, str):
+            return st.parse_value(cls, name, raw, self.flag(name))
+        return raw
 
     # -- the whole run -----------------------------------------------------------------------
     def run(self) -> None:
@@ -119,12 +134,12 @@ class Session:
         self.train(trainer, run, spec, created)
 
     def choose(self) -> TrainerSpec:
-        """The trainer the options ask for: ``--backend`` and ``--algo`` when given, else the
-        first registered that offers them, preferring one that runs your code with
+        """The trainer the options ask for: ``--backend`` and ``--algo`` when given; what they
+        leave open, the task owner's default decides (``Task.preferred``: its default, then
+        its algorithm, then its backend), preferring one that runs your code with
         ``--impl``/``--path`` and one that knows every setting given."""
         backend, algo = self.values.get("backend"), self.values.get("algo")
-        backends = list(dict.fromkeys(s.backend for s in self.specs))
-        algos = list(dict.fromkeys(s.algorithm for s in self.specs))
+        backends, algos = self.task_info.backends, self.task_info.algorithms
         if backend is not None and backend not in backends:
             raise UsageError(f"unknown backend {backend!r}; use one of: {', '.join(backends)}")
         if algo is not None and algo not in algos:
@@ -133,7 +148,7 @@ class Session:
             )
         candidates = [
             s
-            for s in self.specs
+            for s in self.task_info.preferred()
             if (backend is None or s.backend == backend) and (algo is None or s.algorithm == algo)
         ]
         if not candidates:
@@ -172,11 +187,12 @@ class Session:
             if name in SHARED:
                 continue
             if name not in known:
+                owners = [st.trainer_label(s) for s, _ in self.fields[name].owners]
                 raise UsageError(
                     f"{self.flag(name)} does not apply to --backend {spec.backend} "
-                    f"--algo {spec.algorithm}"
+                    f"--algo {spec.algorithm} (it applies to {names(owners)})"
                 )
-            values[name] = self.values[name]
+            values[name] = self.value(name, cls)
         values.update(st.parse_overrides(self.values.get("overrides") or (), cls))
         impl, path = self.values.get("impl"), self.values.get("path")
         if impl is not None or path is not None:
@@ -204,7 +220,7 @@ class Session:
             values["seed"] = self.values["seed"]
         if "algo" in known:
             values["algo"] = spec.algorithm
-        settings = st.build(cls, values)
+        settings = st.build(cls, values, self.options.labels)
         student = getattr(settings, "impl", None) == "student"
         if student and spec.exercises and self.main_process:
             precheck(spec.exercises, Path(settings.path or "."))
@@ -228,40 +244,43 @@ class Session:
         """The trainer of an existing run, set to continue it (with more budget if given)."""
         from rlkit.runs import Run
 
-        resumable = {
-            name
-            for name, owners in self.fields.items()
-            if name not in SHARED and st.may_resume(owners[0][1])
-        }
-        set_keys = [
-            item.partition("=")[0].strip().replace("-", "_")
-            for item in self.values.get("overrides") or ()
-        ]
-        extra = [self.flag(n) for n in sorted(self.given - resumable - {"resume", "overrides"})] + [
-            f"--set {k}" for k in set_keys if k not in resumable
-        ]
-        if extra:
-            may = resume_flags(self.specs)
-            raise UsageError(
-                f"--resume continues a run with its own settings; drop {', '.join(extra)}"
-                + (f" (only {names(may)} may change)" if may else "")
-            )
+        def police(specs: list[TrainerSpec]) -> set[str]:
+            """What ``--resume`` may change for ``specs``; an error naming what it may not."""
+            resumable = {n for n in self.fields if self.options.may_resume(n, specs)}
+            set_keys = [
+                item.partition("=")[0].strip().replace("-", "_")
+                for item in self.values.get("overrides") or ()
+            ]
+            extra = [
+                self.flag(n) for n in sorted(self.given - resumable - {"resume", "overrides"})
+            ] + [f"--set {k}" for k in set_keys if k not in resumable]
+            if extra:
+                may = self.options.resume_flags(specs)
+                raise UsageError(
+                    f"--resume continues a run with its own settings; drop {', '.join(extra)}"
+                    + (f" (only {names(may)} may change)" if may else "")
+                )
+            return resumable
+
+        police(self.specs)  # before reading the run: what no trainer of the task may change
         run = Run.open(path)
         spec = spec_of_run(run, self.task)
+        resumable = police([spec])  # what this run's trainer may change
         cls = spec.settings_class()
         known = st.fields_of(cls)
-        changes = {n: self.values[n] for n in self.given & resumable if n in known}
+        changes = {n: self.value(n, cls) for n in self.given & resumable if n in known}
         changes.update(st.parse_overrides(self.values.get("overrides") or (), cls, resumable))
-        settings = st.changed(st.from_dict(cls, run.settings), changes)
+        settings = st.changed(st.from_dict(cls, run.settings), changes, self.options.labels)
         trainer = spec.load().load(run.model_dir, settings)
         progress = trainer.progress()
         if progress.done >= progress.total:
             budget = [n for n, f in known.items() if f.metadata.get("budget")]
-            flags = [st.flags_of(known[n])[0] for n in budget] or ["--set ..."]
+            flags = [self.flag(n) for n in budget] or ["--set ..."]
             more = f" (or more {names(flags[1:])})" if len(flags) > 1 else ""
+            first = f"{flags[0]}=N" if flags[0].startswith("--set ") else f"{flags[0]} N"
             raise UsageError(
                 f"{path} has trained all {progress.done} of its {progress.unit}s; pass "
-                f"{flags[0]} N with N > {progress.done}{more} to train further"
+                f"{first} with N > {progress.done}{more} to train further"
             )
         if not self.main_process:
             return trainer, None, spec

@@ -18,6 +18,13 @@ A field's metadata (``setting`` writes it; a plain ``field(metadata={"help": ...
 ``resume``   ``--resume RUN`` may change it (everything else is the run's own)
 ``budget``   it sets how long training runs (``--resume`` names it to train further); implies
              ``resume``
+``max``      the largest value allowed
+
+This module is also the one home of the option plumbing: the options every task shares
+(``SHARED``), the implementation names (``IMPLS``), and ``TaskOptions``, which merges the
+settings of a task's trainers into one option per setting name. ``rlkit.train_command`` makes
+click options of it, ``rlkit.session`` reads the values back through it; errors name the flag
+the command really has (``TaskOptions.label``), or ``--set NAME=VALUE`` where there is none.
 
 Nothing here imports torch: settings modules stay light, so ``rlkit train --help`` is instant.
 """
@@ -29,12 +36,23 @@ import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rlkit.errors import UsageError
 
-#: fields the core's shared options set (``--impl``, ``--path``, ``--seed``, ``--algo``)
+if TYPE_CHECKING:
+    from rlkit.registry import TrainerSpec
+
+#: the options every ``rlkit train TASK`` has, by the name its value arrives under (``--set``
+#: arrives as ``overrides``); a settings field of one of these names gets no flag of its own
+SHARED = ("backend", "algo", "impl", "path", "seed", "out", "resume", "overrides")
+#: fields the shared options fill in (``--impl``, ``--path``, ``--seed``, ``--algo``)
 SHARED_FIELDS = ("impl", "path", "seed", "algo")
+#: the command-line names the shared options (and help) take: no setting may take one
+SHARED_FLAGS = ("--backend", "--algo", "--impl", "--path", "--seed", "--out", "--resume", "--set",
+                "-h", "--help")  # fmt: skip
+#: the implementations a trainer can run on: the reference solutions, or a student's files
+IMPLS = ("solution", "student")
 
 
 def setting(
@@ -43,6 +61,7 @@ def setting(
     *,
     flag: str | Sequence[str] | None = None,
     min: float | None = None,  # noqa: A002
+    max: float | None = None,  # noqa: A002
     choices: Sequence[Any] | None = None,
     is_path: bool = False,
     resume: bool = False,
@@ -58,6 +77,8 @@ def setting(
         metadata["flag"] = (flag,) if isinstance(flag, str) else tuple(flag)
     if min is not None:
         metadata["min"] = min
+    if max is not None:
+        metadata["max"] = max
     if choices is not None:
         metadata["choices"] = tuple(choices)
     if is_path:
@@ -82,11 +103,13 @@ def fields_of(cls: type) -> dict[str, dataclasses.Field]:
 
 def flags_of(f: dataclasses.Field) -> tuple[str, ...]:
     """The option names of a field: its ``flag`` metadata, else ``--field-name``."""
-    return tuple(f.metadata.get("flag") or ("--" + f.name.replace("_", "-"),))
+    flag = f.metadata.get("flag") or ("--" + f.name.replace("_", "-"),)
+    return (flag,) if isinstance(flag, str) else tuple(flag)
 
 
 def has_flag(f: dataclasses.Field) -> bool:
-    return "help" in f.metadata and f.name not in SHARED_FIELDS
+    """Does the field ask for a flag of its own? (It has help, and no shared option sets it.)"""
+    return "help" in f.metadata and f.name not in SHARED
 
 
 def may_resume(f: dataclasses.Field) -> bool:
@@ -133,7 +156,7 @@ def parse_value(cls: type, name: str, raw: str, label: str) -> Any:
 def parse_overrides(items: Iterable[str], cls: type, allowed: Iterable[str] | None = None) -> dict:
     """``("learning_rate=1e-3", ...)`` (``--set``) → typed values of ``cls``'s fields."""
     known = fields_of(cls)
-    names = [n for n in known if n not in SHARED_FIELDS]
+    names = [n for n in known if n not in SHARED]
     if allowed is not None:
         names = [n for n in names if n in set(allowed)]
     values: dict[str, Any] = {}
@@ -148,15 +171,22 @@ def parse_overrides(items: Iterable[str], cls: type, allowed: Iterable[str] | No
     return values
 
 
-def check_value(f: dataclasses.Field, value: Any) -> Any:
-    """A value given for ``f``, checked against its ``min``/``choices`` (one-line errors) and
-    made absolute when it names a path."""
-    flag = flags_of(f)[0] if has_flag(f) else f.name
+def check_value(f: dataclasses.Field, value: Any, label: str | None = None) -> Any:
+    """A value given for ``f``, checked against its ``min``/``max``/``choices`` (one-line
+    errors that name ``label``: the flag the command has for it, else ``--set NAME``) and made
+    absolute when it names a path."""
+    flag = label or (flags_of(f)[0] if has_flag(f) else f"--set {f.name}")
     if value is None:
         return value
-    low = f.metadata.get("min")
-    if low is not None and value < low:
-        wanted = "a positive number" if low == 1 else "0 or more" if low == 0 else f"≥ {low}"
+    low, high = f.metadata.get("min"), f.metadata.get("max")
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if number and ((low is not None and value < low) or (high is not None and value > high)):
+        if high is not None and low is not None:
+            wanted = f"between {low} and {high}"
+        elif high is not None:
+            wanted = f"≤ {high}"
+        else:
+            wanted = "a positive number" if low == 1 else "0 or more" if low == 0 else f"≥ {low}"
         raise UsageError(f"{flag} must be {wanted}, not {value}")
     choices = f.metadata.get("choices")
     if choices is not None and value not in choices:
@@ -166,11 +196,19 @@ def check_value(f: dataclasses.Field, value: Any) -> Any:
     return value
 
 
-def build(cls: type, values: Mapping[str, Any]) -> Any:
-    """``cls(**values)`` after checking each value; the dataclass's own ``__post_init__``
-    validates the rest (raising ``UsageError``)."""
+def validate(settings: Any) -> None:
+    """Check every field of a settings instance against its metadata (for a dataclass's
+    ``__post_init__``: what the command line checked already, for settings built in code)."""
+    for name, f in fields_of(type(settings)).items():
+        check_value(f, getattr(settings, name), name)
+
+
+def build(cls: type, values: Mapping[str, Any], labels: Mapping[str, str] | None = None) -> Any:
+    """``cls(**values)`` after checking each value (errors name ``labels[name]``, the flag the
+    command has); the dataclass's own ``__post_init__`` validates the rest (``UsageError``)."""
     known = fields_of(cls)
-    checked = {k: check_value(known[k], v) for k, v in values.items() if k in known}
+    labels = labels or {}
+    checked = {k: check_value(known[k], v, labels.get(k)) for k, v in values.items() if k in known}
     try:
         return cls(**checked)
     except TypeError as exc:  # a required field without a value
@@ -187,13 +225,206 @@ def to_dict(settings: Any) -> dict[str, Any]:
     return dataclasses.asdict(settings)
 
 
-def changed(settings: Any, changes: Mapping[str, Any]) -> Any:
+def changed(
+    settings: Any, changes: Mapping[str, Any], labels: Mapping[str, str] | None = None
+) -> Any:
     """``settings`` with ``changes`` (from ``--resume``): the dataclass's own
     ``resume_with(**changes)`` when it has one (a change that implies another), else
     ``dataclasses.replace`` (which validates again)."""
     known = fields_of(type(settings))
-    checked = {k: check_value(known[k], v) for k, v in changes.items()}
+    labels = labels or {}
+    checked = {k: check_value(known[k], v, labels.get(k)) for k, v in changes.items()}
     custom = getattr(settings, "resume_with", None)
     if callable(custom):
         return custom(**checked)
     return dataclasses.replace(settings, **checked)
+
+
+# ---------------------------------------------------------------------------- a task's options
+def trainer_label(spec: TrainerSpec) -> str:
+    """``native dqn``: how help and errors name one trainer of a task."""
+    return f"{spec.backend} {spec.algorithm}"
+
+
+def _bool_flags(flags: Sequence[str]) -> list[str]:
+    """A switch's names: ``--x`` also gives ``--no-x``."""
+    return [*flags, *(f"--no-{f.removeprefix('--')}" for f in flags[:1] if f.startswith("--"))]
+
+
+@dataclasses.dataclass
+class Setting:
+    """One setting name across the trainers of a task, and the option the command has for it.
+
+    ``owners`` are every trainer whose settings have the field (in task order, the default's
+    owner first); ``flags`` the option's names (empty: only ``--set NAME=VALUE``), gathered
+    from every owner whose field asks for a flag; the value given goes to whichever trainer
+    runs. ``kind`` is the value's type when every owner agrees (click checks it), else None
+    and the session parses the text for the trainer it picked."""
+
+    name: str
+    owners: list[tuple[TrainerSpec, dataclasses.Field]]
+    flags: tuple[str, ...] = ()
+    flagged: list[tuple[TrainerSpec, dataclasses.Field]] = dataclasses.field(default_factory=list)
+    kind: type | None = str
+    is_bool: bool = False
+
+    @property
+    def label(self) -> str:
+        """What errors call it: its flag, or ``--set NAME`` where it has none."""
+        return self.flags[0] if self.flags else f"--set {self.name}"
+
+    def help(self, specs: Sequence[TrainerSpec]) -> str:
+        """The owners' help (each trainer's where they differ) and each trainer's default."""
+        texts: dict[str, list[TrainerSpec]] = {}
+        for spec, f in self.flagged:
+            texts.setdefault(f.metadata["help"], []).append(spec)
+        if len(texts) == 1:
+            text = next(iter(texts))
+        else:
+            text = (
+                "; ".join(
+                    f"{', '.join(trainer_label(s) for s in group)}: {t.rstrip('.')}"
+                    for t, group in texts.items()
+                )
+                + "."
+            )
+        defaults = self.defaults_text(specs)
+        return f"{text} {defaults}".strip()
+
+    def defaults_text(self, specs: Sequence[TrainerSpec]) -> str:
+        """``[default: 80000 (sb3), 60000 (native ppo)]``: each trainer's own default, naming
+        which trainers have the setting when not all of them do."""
+        partial = len(self.owners) < len(specs)
+        by_value: dict[str, list[TrainerSpec]] = {}
+        for spec, f in self.owners:
+            by_value.setdefault(str(default_of(f)), []).append(spec)
+        if set(by_value) == {"None"}:  # "not set": the help says what that means
+            return ""
+        if len(by_value) == 1 and not partial:
+            return f"[default: {next(iter(by_value))}]"
+        parts = []
+        for value, group in by_value.items():
+            labels: list[str] = []
+            for backend in dict.fromkeys(s.backend for s in group):
+                mine = [s for s in group if s.backend == backend]
+                every = [s for s in specs if s.backend == backend]
+                labels += [backend] if len(mine) == len(every) else [trainer_label(s) for s in mine]
+            parts.append(f"{value} ({', '.join(labels)})")
+        return "[default: " + ", ".join(parts) + "]"
+
+
+class TaskOptions:
+    """The options ``rlkit train TASK`` has for the settings of the task's trainers
+    (``specs``, in task order: the owner's first).
+
+    Settings of the same name are one option: it exists when any trainer's field asks for a
+    flag (has help), its names are every such field's flags, its help every such field's help,
+    and it sets that field of whichever trainer runs. What cannot be merged is a conflict,
+    reported in one line (``conflicts``: plugin, line) while everything else works: two
+    different settings asking for the same flag (the first in task order keeps it), a flag
+    that a shared option has, or a switch and a value under one name. A setting left without
+    a flag is still ``--set NAME=VALUE``, and errors say so."""
+
+    def __init__(self, specs: Sequence[TrainerSpec]) -> None:
+        self.specs = list(specs)
+        self.settings: dict[str, Setting] = {}
+        self.conflicts: list[tuple[str, str]] = []
+        taken: dict[str, str] = {flag: "a shared option's" for flag in SHARED_FLAGS}
+        owners: dict[str, list[tuple[TrainerSpec, dataclasses.Field]]] = {}
+        for spec in self.specs:
+            for name, f in fields_of(spec.settings_class()).items():
+                owners.setdefault(name, []).append((spec, f))
+        for name, found in owners.items():
+            setting_ = Setting(name, found)
+            self.settings[name] = setting_
+            if name in SHARED:
+                continue
+            types_ = {value_type(spec.settings_class(), name) for spec, _ in found}
+            setting_.kind = types_.pop() if len(types_) == 1 else None
+            wanting = [(spec, f) for spec, f in found if has_flag(f)]
+            if not wanting:
+                continue
+            first_is_bool = value_type(wanting[0][0].settings_class(), name) is bool
+            setting_.is_bool = first_is_bool
+            flags: list[str] = []
+            losses: list[tuple[TrainerSpec, str]] = []
+            for spec, f in wanting:
+                if (value_type(spec.settings_class(), name) is bool) != first_is_bool:
+                    kinds = ("a value", "a switch") if first_is_bool else ("a switch", "a value")
+                    losses.append(
+                        (
+                            spec,
+                            f"is {kinds[0]} where {trainer_label(wanting[0][0])}'s is {kinds[1]}",
+                        )
+                    )
+                    continue
+                mine = list(flags_of(f))
+                wanted = _bool_flags(mine) if first_is_bool else mine
+                lost = [flag for flag in wanted if taken.get(flag, name) != name]
+                if lost:
+                    whose = sorted({taken[flag] for flag in lost})
+                    losses.append(
+                        (
+                            spec,
+                            f"asks for {', '.join(lost)}, which "
+                            f"{'is' if len(lost) == 1 else 'are'} "
+                            + " and ".join(w if w.endswith("'s") else f"{w}'s" for w in whose),
+                        )
+                    )
+                for flag in wanted:
+                    if flag in lost:
+                        continue
+                    taken[flag] = name
+                    if flag not in flags and not (first_is_bool and flag.startswith("--no-")):
+                        flags.append(flag)
+                if any(flag not in lost for flag in mine):
+                    setting_.flagged.append((spec, f))
+            setting_.flags = tuple(flags)
+            for spec, why in losses:
+                where = f"{flags[0]}" if flags else f"--set {name}=VALUE"
+                self._conflict(
+                    spec, f"setting {name!r} of {trainer_label(spec)} {why}: use {where} for it"
+                )
+
+    def _conflict(self, spec: TrainerSpec, line: str) -> None:
+        self.conflicts.append((spec.plugin, f"rlkit train {spec.task}: {line}"))
+
+    def __iter__(self) -> typing.Iterator[Setting]:
+        return iter(self.settings.values())
+
+    def with_flags(self) -> list[Setting]:
+        return [s for s in self.settings.values() if s.flags]
+
+    def label(self, name: str) -> str:
+        """What errors call a setting or shared option: the flag the command has for it."""
+        if name == "overrides":
+            return "--set"
+        if name in SHARED:
+            return "--" + name
+        found = self.settings.get(name)
+        return found.label if found is not None else f"--set {name}"
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {name: s.label for name, s in self.settings.items()}
+
+    def may_resume(self, name: str, specs: Sequence[TrainerSpec] | None = None) -> bool:
+        """Can ``--resume`` change this setting (for any of ``specs``: default every trainer)?"""
+        found = self.settings.get(name)
+        if found is None or name in SHARED:
+            return False
+        wanted = specs if specs is not None else self.specs
+        return any(may_resume(f) for spec, f in found.owners if spec in wanted)
+
+    def resume_flags(self, specs: Sequence[TrainerSpec] | None = None) -> list[str]:
+        """What ``--resume`` may change, as the user types it."""
+        return [
+            s.flags[0] if s.flags else f"--set {s.name}=..."
+            for s in self.settings.values()
+            if self.may_resume(s.name, specs)
+        ]
+
+
+def names(flags: Sequence[str]) -> str:
+    """``--a``, ``--a and --b``, ``--a, --b and --c``."""
+    return flags[0] if len(flags) == 1 else ", ".join(flags[:-1]) + " and " + flags[-1]

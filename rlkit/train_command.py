@@ -1,20 +1,20 @@
 """``rlkit train``: one command per registered task, its options built from the settings
-dataclasses of the task's trainers (``rlkit.settings``) plus the options every task shares.
-Running one hands the options to ``rlkit.session.Session``."""
+dataclasses of the task's trainers (``rlkit.settings.TaskOptions``) plus the options every
+task shares (``rlkit.settings.SHARED``). Running one hands the options to
+``rlkit.session.Session``. This module only makes click objects: what the options mean, and
+what errors call them, is ``rlkit.settings``'s."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from rlkit import settings as st
-from rlkit.registry import TrainerSpec
 
-#: the options every task shares; a settings field of one of these names gets no flag
-SHARED = ("backend", "algo", "impl", "path", "seed", "out", "resume", "overrides")
+if TYPE_CHECKING:
+    from rlkit.plugins import Task
 
 
 class TrainGroup(click.Group):
@@ -30,21 +30,24 @@ class TrainGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in self.commands:
             return self.commands[cmd_name]
-        from rlkit.plugins import trainers_of
+        from rlkit.plugins import get_task
 
-        specs = trainers_of(cmd_name)
-        return train_command(cmd_name, specs) if specs else None
+        task = get_task(cmd_name)
+        return train_command(task) if task is not None else None
 
 
-def train_command(task: str, specs: Sequence[TrainerSpec]) -> click.Command:
-    """``rlkit train TASK``: the shared options, then every settings field that has help."""
-    backends = list(dict.fromkeys(s.backend for s in specs))
-    algos = list(dict.fromkeys(s.algorithm for s in specs))
+def train_command(task: Task) -> click.Command:
+    """``rlkit train TASK``: the shared options, then one option per setting that asks for a
+    flag (``TaskOptions``); the defaults shown are the task owner's (``Task.default``)."""
+    specs = list(task.trainers)
+    options = st.TaskOptions(specs)
+    default = task.default
+    backends, algos = task.backends, task.algorithms
     params: list[click.Parameter] = [
         click.Option(
             ["--backend"],
             metavar="|".join(backends),
-            help=_by_backend(specs) + f" [default: {specs[0].backend}]",
+            help=_by_backend(task) + f" [default: {default.backend}]",
         ),
         click.Option(
             ["--algo"],
@@ -57,7 +60,7 @@ def train_command(task: str, specs: Sequence[TrainerSpec]) -> click.Command:
                     f"{b}: {', '.join(s.algorithm for s in specs if s.backend == b)}"
                     for b in backends
                 )
-                + f". [default: {specs[0].algorithm}, on the first backend that offers it]"
+                + f". [default: {default.algorithm}]"
             ),
         ),
     ]
@@ -65,7 +68,7 @@ def train_command(task: str, specs: Sequence[TrainerSpec]) -> click.Command:
         params += [
             click.Option(
                 ["--impl"],
-                metavar="solution|student",
+                metavar="|".join(st.IMPLS),
                 help="Train with the reference solutions, or with your own exercise files "
                 "(in --path, else the current folder). [default: solution; student with --path]",
             ),
@@ -76,19 +79,20 @@ def train_command(task: str, specs: Sequence[TrainerSpec]) -> click.Command:
                 "(implies --impl student); their public checks run first.",
             ),
         ]
+    may_change = options.resume_flags()
     params += [
         click.Option(["--seed"], type=int, help="Random seed (same seed, same run)."),
         click.Option(
             ["--out"],
             type=click.Path(path_type=Path),
-            help=f"Run directory to create. [default: runs/{task}-BACKEND-TIME]",
+            help=f"Run directory to create. [default: runs/{task.name}-BACKEND-TIME]",
         ),
         click.Option(
             ["--resume"],
             type=click.Path(path_type=Path),
             metavar="RUN",
             help="Continue the run in RUN with its own settings"
-            + (f" (only {names(resume_flags(specs))} may change)" if resume_flags(specs) else "")
+            + (f" (only {st.names(may_change)} may change)" if may_change else "")
             + ".",
         ),
         click.Option(
@@ -99,105 +103,59 @@ def train_command(task: str, specs: Sequence[TrainerSpec]) -> click.Command:
             "are in a run's config.json).",
         ),
     ]
-    params += _settings_options(specs)
-    help_text = next((s.task_help for s in specs if s.task_help), "") or (
-        f"Train {task}. Trainers: "
+    params += [_option(setting, specs) for setting in options.with_flags()]
+    help_text = task.help or (
+        f"Train {task.name}. Trainers: "
         + "; ".join(f"{s.backend} {s.algorithm}: {s.description}" for s in specs)
     )
+    epilog = None
+    if options.conflicts:
+        epilog = "\b\nConflicting settings (rlkit plugins lists them):\n" + "\n".join(
+            f"  {plugin}: {line.split(': ', 1)[1]}" for plugin, line in options.conflicts
+        )
 
     def run(**values: Any) -> None:
         from rlkit.session import Session
 
-        Session(task, list(specs), values).run()
+        Session(task, values).run()
 
     return click.Command(
-        task,
+        task.name,
         params=params,
         callback=run,
         help=help_text,
+        epilog=epilog,
         short_help=help_text.strip().splitlines()[0] if help_text.strip() else None,
     )
 
 
-def _by_backend(specs: Sequence[TrainerSpec]) -> str:
+def _by_backend(task: Task) -> str:
     seen: dict[str, str] = {}
-    for s in specs:
+    for s in task.trainers:
         seen.setdefault(s.backend, s.description)
     return " ".join(f"{b}: {d}." if d else f"{b}." for b, d in seen.items())
 
 
-def names(flags: Sequence[str]) -> str:
-    return flags[0] if len(flags) == 1 else ", ".join(flags[:-1]) + " and " + flags[-1]
-
-
-def settings_fields(specs: Sequence[TrainerSpec]) -> dict[str, list[tuple[TrainerSpec, Any]]]:
-    """Field name → (spec, field) for every spec whose settings have it, in order."""
-    found: dict[str, list[tuple[TrainerSpec, Any]]] = {}
-    for spec in specs:
-        for name, f in st.fields_of(spec.settings_class()).items():
-            found.setdefault(name, []).append((spec, f))
-    return found
-
-
-def resume_flags(specs: Sequence[TrainerSpec]) -> list[str]:
-    flags = []
-    for name, owners in settings_fields(specs).items():
-        f = owners[0][1]
-        if st.may_resume(f) and name not in SHARED:
-            flags.append(st.flags_of(f)[0] if st.has_flag(f) else f"--set {name}=...")
-    return flags
-
-
-def _settings_options(specs: Sequence[TrainerSpec]) -> list[click.Option]:
-    options = []
-    for name, owners in settings_fields(specs).items():
-        spec, f = owners[0]
-        if not st.has_flag(f) or name in SHARED:
-            continue
-        kind = st.value_type(spec.settings_class(), name)
-        decls = list(st.flags_of(f))
-        default_text = _defaults_text(owners, specs)
-        extra: dict[str, Any] = {}
-        if kind is bool:
-            decls = [f"{decls[0]}/--no-{decls[0].removeprefix('--')}", *decls[1:]]
-            extra["default"] = None
-        elif f.metadata.get("is_path"):
-            extra["type"] = click.Path()
+def _option(setting: st.Setting, specs: list[Any]) -> click.Option:
+    """The click option of one setting (its value arrives under the setting's name)."""
+    _, f = setting.flagged[0]
+    decls = list(setting.flags)
+    extra: dict[str, Any] = {}
+    if setting.is_bool:
+        first = decls[0]
+        if first.startswith("--"):
+            decls = [f"{first}/--no-{first.removeprefix('--')}", *decls[1:]]
         else:
-            extra["type"] = kind
-        metavar = f.metadata.get("metavar") or (
-            "|".join(map(str, f.metadata["choices"])) if "choices" in f.metadata else None
-        )
-        options.append(
-            click.Option(
-                [*decls, name],
-                metavar=metavar,
-                help=f"{f.metadata['help']} {default_text}",
-                **extra,
-            )
-        )
-    return options
-
-
-def _defaults_text(owners: Sequence[tuple[TrainerSpec, Any]], specs: Sequence[TrainerSpec]) -> str:
-    """``[default: 80000 (sb3), 60000 (native ppo)]``: each trainer's own default, naming
-    which trainers have the setting when not all of them do."""
-    partial = len(owners) < len(specs)
-    by_value: dict[str, list[TrainerSpec]] = {}
-    for spec, f in owners:
-        by_value.setdefault(str(st.default_of(f)), []).append(spec)
-    if set(by_value) == {"None"}:  # "not set": the help says what that means
-        return ""
-    if len(by_value) == 1 and not partial:
-        return f"[default: {next(iter(by_value))}]"
-    parts = []
-    for value, group in by_value.items():
-        labels: list[str] = []
-        for backend in dict.fromkeys(s.backend for s in group):
-            mine = [s for s in group if s.backend == backend]
-            every = [s for s in specs if s.backend == backend]
-            labels += (
-                [backend] if len(mine) == len(every) else [f"{backend} {s.algorithm}" for s in mine]
-            )
-        parts.append(f"{value} ({', '.join(labels)})")
-    return "[default: " + ", ".join(parts) + "]"
+            extra["is_flag"] = True
+        extra["default"] = None
+    elif any(g.metadata.get("is_path") for _, g in setting.flagged):
+        extra["type"] = click.Path()
+    elif setting.kind is not None:
+        extra["type"] = setting.kind
+    choices: list[Any] = []
+    for _, g in setting.flagged:
+        choices += [c for c in g.metadata.get("choices", ()) if c not in choices]
+    metavar = f.metadata.get("metavar") or ("|".join(map(str, choices)) if choices else None)
+    if metavar is None and setting.kind is None:
+        metavar = "VALUE"
+    return click.Option([*decls, setting.name], metavar=metavar, help=setting.help(specs), **extra)

@@ -8,10 +8,14 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
 from rlkit.errors import UsageError
-from rlkit.settings import setting
+from rlkit.settings import IMPLS, setting, validate
 
+#: the help of the settings every CartPole trainer has (rlkit-dqn's too: one option each)
 TIMESTEPS_HELP = "Environment steps in total (with --resume: a larger total trains further)."
 EVAL_HELP = "Episodes of the evaluation after training (0: skip it)."
+LR_HELP = "Adam's step size."
+GAMMA_HELP = "Discount factor γ."
+NUM_ENVS_HELP = "CartPoles stepped side by side."
 
 
 @dataclass
@@ -22,8 +26,11 @@ class SB3Config:
     algo: str = "ppo"
     timesteps: int = setting(80_000, TIMESTEPS_HELP, min=1, budget=True)
     seed: int = 0
-    threads: int = 1  # torch CPU threads (not an SB3 setting: one is fastest for this MLP)
+    threads: int = setting(1, min=1)  # torch CPU threads (one is fastest for this MLP)
     eval_episodes: int = setting(10, EVAL_HELP, min=0, resume=True)
+
+    def __post_init__(self) -> None:
+        validate(self)
 
     def settings(self) -> dict[str, Any]:
         return asdict(self)
@@ -31,33 +38,25 @@ class SB3Config:
 
 @dataclass
 class NativeConfig:
-    """Settings shared by the native algorithms (see the subclasses for each one's defaults)."""
+    """Settings shared by the native algorithms (see the subclasses for each one's defaults).
+    Every limit is field metadata (``min``, ``max``, ``choices``), so an error names the flag
+    the command has for it, or ``--set NAME``."""
 
     algo: ClassVar[str] = ""
-    impl: str = "solution"  # "solution" (reference) or "student" (the files in ``path``)
+    impl: str = setting("solution", choices=IMPLS)  # the reference, or the files in ``path``
     path: str | None = None  # the student's workspace (log_prob.py, reinforce.py, ppo.py)
     timesteps: int = setting(100_000, TIMESTEPS_HELP, min=1, budget=True)
     seed: int = 0
-    num_envs: int = 8  # CartPoles stepped side by side
-    learning_rate: float = 1e-3
-    gamma: float = 0.99
-    hidden: int = 64  # units in each of the two hidden layers
-    activation: str = "tanh"  # "tanh" (as SB3's MlpPolicy) or "relu"
-    threads: int = 1  # torch CPU threads; one is fastest for a 2×64 MLP
+    num_envs: int = setting(8, NUM_ENVS_HELP, min=1)
+    learning_rate: float = setting(1e-3, LR_HELP, flag="--lr", min=0)
+    gamma: float = setting(0.99, GAMMA_HELP, min=0, max=1)
+    hidden: int = setting(64, min=1)  # units in each of the two hidden layers
+    activation: str = setting("tanh", choices=("tanh", "relu"))  # tanh as SB3's MlpPolicy
+    threads: int = setting(1, min=1)  # torch CPU threads; one is fastest for a 2×64 MLP
     eval_episodes: int = setting(10, EVAL_HELP, min=0, resume=True)
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
-                raise UsageError(f"{f.name} must not be negative, not {value}")
-        for name in ("timesteps", "num_envs", "hidden", "threads", "n_steps", "minibatches"):
-            if getattr(self, name, 1) < 1:
-                raise UsageError(f"{name} must be at least 1, not {getattr(self, name)}")
-        if self.activation not in ("tanh", "relu"):
-            raise UsageError(f"activation must be tanh or relu, not {self.activation!r}")
-        if self.impl not in ("solution", "student"):
-            raise UsageError(f"impl must be solution or student, not {self.impl!r}")
+        validate(self)
 
     def settings(self) -> dict[str, Any]:
         """Every setting, for config.json."""
@@ -76,17 +75,17 @@ class PPOConfig(NativeConfig):
 
     algo: ClassVar[str] = "ppo"
     timesteps: int = setting(60_000, TIMESTEPS_HELP, min=1, budget=True)
-    num_envs: int = 16
-    n_steps: int = 32  # steps per env per update: a batch of num_envs × n_steps
-    epochs: int = 10
-    minibatches: int = 1
-    learning_rate: float = 7e-3
-    gamma: float = 0.98
-    gae_lambda: float = 0.8
-    clip_eps: float = 0.2
-    vf_coef: float = 0.5
-    ent_coef: float = 0.0
-    max_grad_norm: float = 0.5
+    num_envs: int = setting(16, NUM_ENVS_HELP, min=1)
+    n_steps: int = setting(32, min=1)  # steps per env per update: a batch of num_envs × n_steps
+    epochs: int = setting(10, min=1)
+    minibatches: int = setting(1, min=1)
+    learning_rate: float = setting(7e-3, LR_HELP, flag="--lr", min=0)
+    gamma: float = setting(0.98, GAMMA_HELP, min=0, max=1)
+    gae_lambda: float = setting(0.8, min=0, max=1)
+    clip_eps: float = setting(0.2, min=0)
+    vf_coef: float = setting(0.5, min=0)
+    ent_coef: float = setting(0.0, min=0)
+    max_grad_norm: float = setting(0.5, min=0)  # gradient clipping (0: off)
     anneal_lr: bool = False  # decay the learning rate linearly to 0 at ``timesteps``
 
 
@@ -97,9 +96,9 @@ class ReinforceConfig(NativeConfig):
 
     algo: ClassVar[str] = "reinforce"
     timesteps: int = setting(100_000, TIMESTEPS_HELP, min=1, budget=True)
-    num_envs: int = 8  # episodes per update
-    learning_rate: float = 3e-3
-    gamma: float = 0.99
+    num_envs: int = setting(8, NUM_ENVS_HELP, min=1)  # episodes per update
+    learning_rate: float = setting(3e-3, LR_HELP, flag="--lr", min=0)
+    gamma: float = setting(0.99, GAMMA_HELP, min=0, max=1)
     normalize: bool = True
 
 

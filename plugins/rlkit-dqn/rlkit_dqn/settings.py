@@ -2,26 +2,19 @@
 
 rlkit builds ``rlkit train cartpole --algo dqn``'s options from them (see ``rlkit.settings``):
 a field with ``help`` gets a flag of its own, every field can be changed with
-``--set key=value``, ``budget`` marks the one ``--resume`` may raise. No torch here, so
-``rlkit train --help`` stays instant.
+``--set key=value``, ``budget`` marks the one ``--resume`` may raise. The settings the CartPole
+trainers have too (``timesteps``, ``learning_rate``, ``gamma``, ``num_envs``,
+``eval_episodes``) share their help, so each is one option of ``rlkit train cartpole`` that
+sets whichever trainer runs. No torch here, so ``rlkit train --help`` stays instant.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
-from rlkit.errors import UsageError
-
-
-def _setting(default: Any, help: str | None = None, **meta: Any) -> Any:  # noqa: A002
-    """A field with its help (metadata as ``rlkit.settings.setting`` writes it)."""
-    metadata = {"resume": bool(meta.pop("budget", False)), **meta}
-    if metadata["resume"]:
-        metadata["budget"] = True
-    if help is not None:
-        metadata["help"] = help
-    return field(default=default, metadata=metadata)
+from rlkit.settings import IMPLS, setting, validate
+from rlkit_cartpole.settings import EVAL_HELP, GAMMA_HELP, LR_HELP, NUM_ENVS_HELP, TIMESTEPS_HELP
 
 
 @dataclass
@@ -39,45 +32,37 @@ class DQNSettings:
     the run keeps that policy (``--set stop_reward=0`` trains the whole budget)."""
 
     algo: ClassVar[str] = "dqn"
-    impl: str = _setting("solution", choices=("solution", "student"))
-    path: str | None = _setting(None, is_path=True)
+    impl: str = setting("solution", choices=IMPLS)
+    path: str | None = setting(None, is_path=True)
     seed: int = 0
-    timesteps: int = _setting(50_000, "Environment steps in total.", min=1, budget=True)
-    num_envs: int = _setting(4, min=1)  # CartPoles stepped side by side
-    learning_rate: float = _setting(2.5e-3, "Adam's step size.", flag="--lr", min=0)
-    gamma: float = _setting(0.99, "Discount γ of the TD target.", min=0)
-    buffer_size: int = _setting(50_000, "Transitions kept in the replay buffer.", min=1)
-    batch_size: int = _setting(128, "Transitions per gradient step.", min=1)
-    learning_starts: int = _setting(500, min=0)  # steps of pure exploration first
-    train_every: int = _setting(2, min=1)  # environment steps per gradient step
-    target_every: int = _setting(50, "Gradient steps between target-network copies.", min=1)
-    epsilon_start: float = _setting(1.0, min=0)
-    epsilon_end: float = _setting(0.05, "ε after its linear decay.", min=0)
-    epsilon_steps: int = _setting(4_000, "Environment steps over which ε decays.", min=1)
-    double_dqn: bool = _setting(True, "Double DQN targets (double_dqn_target); false: td_target.")
-    hidden: int = _setting(64, min=1)  # units in each of the two hidden layers
-    max_grad_norm: float = _setting(0.0, min=0)  # gradient clipping (0: off)
-    log_every: int = _setting(500, min=1)  # environment steps between metrics rows
-    threads: int = _setting(1, min=1)  # torch CPU threads: one is fastest for this MLP
-    eval_episodes: int = _setting(10, "Episodes of the final evaluation (0: none).", min=0)
-    stop_reward: float = _setting(
+    timesteps: int = setting(50_000, TIMESTEPS_HELP, min=1, budget=True)
+    num_envs: int = setting(4, NUM_ENVS_HELP, min=1)
+    learning_rate: float = setting(2.5e-3, LR_HELP, flag="--lr", min=0)
+    gamma: float = setting(0.99, GAMMA_HELP, min=0, max=1)
+    buffer_size: int = setting(50_000, "Transitions kept in the replay buffer.", min=1)
+    batch_size: int = setting(128, "Transitions per gradient step.", min=1)
+    learning_starts: int = setting(500, min=0)  # steps of pure exploration first
+    train_every: int = setting(2, min=1)  # environment steps per gradient step
+    target_every: int = setting(50, "Gradient steps between target-network copies.", min=1)
+    epsilon_start: float = setting(1.0, min=0, max=1)
+    epsilon_end: float = setting(0.05, "ε after its linear decay.", min=0, max=1)
+    epsilon_steps: int = setting(4_000, "Environment steps over which ε decays.", min=1)
+    double_dqn: bool = setting(True, "Double DQN targets (double_dqn_target); false: td_target.")
+    hidden: int = setting(64, min=1)  # units in each of the two hidden layers
+    max_grad_norm: float = setting(0.0, min=0)  # gradient clipping (0: off)
+    log_every: int = setting(500, min=1)  # environment steps between metrics rows
+    threads: int = setting(1, min=1)  # torch CPU threads: one is fastest for this MLP
+    eval_episodes: int = setting(10, EVAL_HELP, min=0, resume=True)
+    stop_reward: float = setting(
         475.0,
         "Stop once a greedy evaluation (eval_episodes episodes, every eval_every steps) "
         "averages this much (0: train the whole budget).",
         min=0,
     )
-    eval_every: int = _setting(1_000, min=1)  # environment steps between those evaluations
+    eval_every: int = setting(1_000, min=1)  # environment steps between those evaluations
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            low = f.metadata.get("min")
-            value = getattr(self, f.name)
-            if low is not None and not isinstance(value, bool) and value < low:
-                raise UsageError(f"{f.name} must be at least {low}, not {value}")
-        if not (0.0 <= self.epsilon_end <= 1.0 and 0.0 <= self.epsilon_start <= 1.0):
-            raise UsageError("epsilon_start and epsilon_end must lie in [0, 1]")
-        if self.impl not in ("solution", "student"):
-            raise UsageError(f"impl must be solution or student, not {self.impl!r}")
+        validate(self)  # min, max and choices, as the command line checks them
 
     def epsilon(self, step: int) -> float:
         """The linear ε-greedy schedule: epsilon_start → epsilon_end over epsilon_steps."""
@@ -96,15 +81,12 @@ class SB3DQNSettings:
 
     algo: ClassVar[str] = "dqn"
     seed: int = 0
-    timesteps: int = _setting(50_000, "Environment steps in total.", min=1, budget=True)
-    threads: int = _setting(1, min=1)  # torch CPU threads
-    eval_episodes: int = _setting(10, "Episodes of the final evaluation (0: none).", min=0)
+    timesteps: int = setting(50_000, TIMESTEPS_HELP, min=1, budget=True)
+    threads: int = setting(1, min=1)  # torch CPU threads
+    eval_episodes: int = setting(10, EVAL_HELP, min=0, resume=True)
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            low = f.metadata.get("min")
-            if low is not None and getattr(self, f.name) < low:
-                raise UsageError(f"{f.name} must be at least {low}, not {getattr(self, f.name)}")
+        validate(self)
 
     def to_dict(self) -> dict[str, Any]:
         return {"algo": self.algo, **asdict(self)}
