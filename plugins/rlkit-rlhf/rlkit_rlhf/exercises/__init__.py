@@ -1,0 +1,1 @@
+"""The stub students fill in (``rlkit init`` copies it into their workspace)."""
