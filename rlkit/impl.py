@@ -13,9 +13,8 @@ from types import SimpleNamespace
 from typing import Any
 
 from rlkit.errors import NotImplementedExercise, RlkitError, UsageError
+from rlkit.settings import IMPLS
 
-IMPLS = ("solution", "student")
-#: what a student reads where the reference is not installed (theirs is the --path)
 STUDENT_HINT = "; students pass --path to your workspace"
 
 

@@ -1,4 +1,5 @@
-"""CartPole-v1 from gymnasium, one at a time or many in lock-step, and a cheap evaluator.
+"""CartPole-v1 from gymnasium, one at a time or many in lock-step, and the course's evaluation.
+Public API (see the package's docstring): any CartPole algorithm, in any plugin, uses these.
 
 The native trainers step many CartPoles at once with gymnasium's own numpy-vectorized
 ``CartPoleVectorEnv`` (``gym.make_vec(..., vectorization_mode="vector_entry_point")``): the real
@@ -7,7 +8,11 @@ CartPole-v1 dynamics, 500-step time limit included, for a whole batch in one num
 Its autoreset mode is *next step*: after a step that ends an episode (terminated or truncated),
 the returned observation is the episode's true final state, and the *next* ``step`` call
 ignores its action, resets that env and returns reward 0 with ``terminated = truncated = False``.
-The trainers mark those reset steps invalid and leave them out of the loss.
+The trainers mark those reset steps invalid and leave them out of the loss
+(``rlkit_cartpole.rollout`` does it for you).
+
+The evaluation every CartPole trainer reports, ``evaluate_greedy``, plays its episodes side
+by side with seeds apart from training's and prints the course's ``Mean reward: X +/- Y``.
 """
 
 from __future__ import annotations
@@ -21,9 +26,18 @@ import numpy as np
 
 from rlkit.interfaces import Evaluation
 
+__all__ = [
+    "ENV_ID", "N_ACTIONS", "OBS_DIM", "SOLVED", "evaluate_actions", "evaluate_greedy",
+    "evaluation", "make_env", "make_vec_env",
+]  # fmt: skip
+
 ENV_ID = "CartPole-v1"
 #: the reward a "solved" CartPole-v1 averages (gymnasium's reward_threshold)
 SOLVED = 475.0
+#: a state: cart position and velocity, pole angle and angular velocity
+OBS_DIM = 4
+#: the actions: 0 pushes left, 1 pushes right
+N_ACTIONS = 2
 
 
 def make_env(render_mode: str | None = None, **kwargs: Any) -> gym.Env:

@@ -37,8 +37,9 @@ from rlkit.errors import UsageError
 from rlkit.interfaces import Callback, Evaluation, Progress, Trainer, notify_metrics
 from rlkit.runs import write_json, written_whole
 from rlkit_cartpole.env import evaluate_greedy, make_vec_env
-from rlkit_cartpole.objectives import GaeSegment, PPOObjective, ReinforceObjective
+from rlkit_cartpole.objectives import PPOObjective, ReinforceObjective
 from rlkit_cartpole.policy import CartPolePolicy
+from rlkit_cartpole.rollout import Rollouts, env_major, gae_segments  # noqa: F401 - public here too
 from rlkit_cartpole.runtime import torch_threads
 from rlkit_cartpole.settings import (  # noqa: F401 - the native settings, importable from here
     CONFIGS,
@@ -120,42 +121,23 @@ class NativeCartPoleTrainer(Trainer):
         c = self.config
         assert isinstance(c, PPOConfig)
         n, t_max = c.num_envs, c.n_steps
-        envs = make_vec_env(n)
-        obs, _ = envs.reset(seed=c.seed + self.timesteps)
-        prev_done = np.zeros(n, dtype=bool)  # an env whose next step is its autoreset step
-        ep_return, ep_length = np.zeros(n), np.zeros(n, dtype=np.int64)
-        # rollout buffers, [time, env, ...]
-        b_obs = torch.zeros(t_max + 1, n, 4)  # + the state after the last step
-        b_actions = torch.zeros(t_max, n, dtype=torch.long)
-        b_rewards = np.zeros((t_max, n), dtype=np.float32)
-        b_terminated = np.zeros((t_max, n), dtype=bool)
-        b_truncated = np.zeros((t_max, n), dtype=bool)
-        b_valid = np.zeros((t_max, n), dtype=bool)
+
+        def sample(obs: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                probs = torch.softmax(self.policy.logits(obs), dim=-1)
+            return torch.multinomial(probs, 1, generator=self.sampler).squeeze(-1)
+
         metrics: dict[str, float] = {}
-        try:
+        with Rollouts(n, seed=c.seed + self.timesteps) as rollouts:
             while self.timesteps < c.timesteps:
                 if c.anneal_lr:
                     for group in self.optimizer.param_groups:
                         group["lr"] = c.learning_rate * (1.0 - self.timesteps / c.timesteps)
-                # 1. Collect n_steps in every env: one batched forward pass per step.
-                finished, lengths = [], []  # episodes that ended during this rollout
-                for t in range(t_max):
-                    b_obs[t] = torch.from_numpy(obs)
-                    with torch.no_grad():
-                        probs = torch.softmax(self.policy.logits(b_obs[t]), dim=-1)
-                    actions = torch.multinomial(probs, 1, generator=self.sampler).squeeze(-1)
-                    obs, reward, terminated, truncated, _ = envs.step(actions.numpy())
-                    b_actions[t] = actions
-                    b_rewards[t], b_terminated[t], b_truncated[t] = reward, terminated, truncated
-                    b_valid[t] = ~prev_done  # an autoreset step is no experience: masked out
-                    prev_done = terminated | truncated
-                    ep_return += reward
-                    ep_length += b_valid[t]
-                    if prev_done.any():
-                        finished.extend(ep_return[prev_done].tolist())
-                        lengths.extend(ep_length[prev_done].tolist())
-                        ep_return[prev_done], ep_length[prev_done] = 0.0, 0
-                b_obs[t_max] = torch.from_numpy(obs)
+                # 1. Collect n_steps in every env: one batched forward pass per step; the
+                #    autoreset steps are marked invalid (rlkit_cartpole.rollout).
+                rollout = rollouts.collect(sample, t_max)
+                b_obs, b_actions, b_valid = rollout.obs, rollout.actions, rollout.valid
+                finished, lengths = rollout.finished, rollout.lengths
                 self.timesteps += n * t_max
 
                 # 2. Values of every state (s_0 … s_T) and log π_old, in one batched pass each.
@@ -165,7 +147,9 @@ class NativeCartPoleTrainer(Trainer):
                 old_log_probs = objective.old_log_probs(logits, b_actions.view(-1))
 
                 # 3. Advantages: gae on each env's segments, bootstrapped from last_value.
-                segments = gae_segments(b_rewards, values, b_terminated, b_truncated, b_valid)
+                segments = gae_segments(
+                    rollout.rewards, values, rollout.terminated, rollout.truncated, b_valid
+                )
                 advantages, returns = objective.advantages(segments)
                 valid = torch.from_numpy(b_valid)
                 batch = {
@@ -205,8 +189,6 @@ class NativeCartPoleTrainer(Trainer):
                     metrics["entropy"] = float(objective.probs.entropy(logits).mean())
                 if not notify_metrics(callbacks, self, self.timesteps, metrics):
                     break
-        finally:
-            envs.close()
         return metrics
 
     def _train_reinforce(
@@ -318,45 +300,3 @@ class NativeCartPoleTrainer(Trainer):
         trainer.rng.bit_generator.state = state["rng"]
         trainer.timesteps, trainer.updates = int(info["timesteps"]), int(info["updates"])
         return trainer
-
-
-def env_major(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """``[time, env, ...]`` → the valid steps of env 0 in time order, then env 1's, …"""
-    return x.transpose(0, 1)[valid.T]
-
-
-def gae_segments(
-    rewards: np.ndarray,
-    values: torch.Tensor,
-    terminated: np.ndarray,
-    truncated: np.ndarray,
-    valid: np.ndarray,
-) -> list[GaeSegment]:
-    """Cut a ``[T, N]`` rollout into the 1-D segments the exercise's ``gae`` takes, exactly as
-    it is taught: ``dones`` (bool) marks the steps where an episode terminated, and
-    ``last_value`` is the critic's value of the state after the segment's last step.
-
-    Each env's valid steps (autoreset steps are left out) form one segment, cut after a
-    time-limit step: there the next state of the sequence would be a fresh episode's, while the
-    bootstrap must come from the truncated episode's final state. ``values`` is ``[T + 1, N]``:
-    V(s_t) for every stored state plus the state after the last step; with next-step autoreset,
-    ``values[t + 1]`` after a truncation is V(the episode's final state). Segments come env by
-    env, in time order (the order of ``env_major``).
-    """
-    segments = []
-    for env in range(rewards.shape[1]):
-        steps = np.flatnonzero(valid[:, env])
-        cuts = [i + 1 for i, t in enumerate(steps) if truncated[t, env] and not terminated[t, env]]
-        for part in np.split(steps, cuts):
-            if len(part) == 0:
-                continue
-            index = torch.from_numpy(part)
-            segments.append(
-                GaeSegment(
-                    torch.from_numpy(rewards[part, env]).to(values.dtype),
-                    values[index, env],
-                    torch.from_numpy(terminated[part, env].copy()),
-                    float(values[part[-1] + 1, env]),
-                )
-            )
-    return segments

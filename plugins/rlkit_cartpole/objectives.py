@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 
@@ -21,6 +21,7 @@ from rlkit.errors import RlkitError
 from rlkit.impl import load_exercise_functions
 from rlkit.interfaces import Objective
 from rlkit_cartpole.policy import CartPolePolicy
+from rlkit_cartpole.rollout import GaeSegment
 
 
 def checked(value: Any, shape: torch.Size | tuple[int, ...], function: str) -> torch.Tensor:
@@ -46,17 +47,6 @@ def finite(value: float, function: str) -> float:
             f"your {function} returned {value}; run `rlkit check {function.partition('.')[0]}`"
         )
     return value
-
-
-class GaeSegment(NamedTuple):
-    """One call's worth of ``gae`` input: an env's steps up to a time limit or the rollout's
-    end. ``dones`` is bool (an episode terminated at that step); ``last_value`` is V(the state
-    after the last step)."""
-
-    rewards: torch.Tensor
-    values: torch.Tensor
-    dones: torch.Tensor
-    last_value: float
 
 
 class ReinforceObjective(Objective):
