@@ -15,6 +15,7 @@ from typing import Any
 from rlkit.errors import NotImplementedExercise, RlkitError, UsageError
 from rlkit.settings import IMPLS
 
+#: what a student reads where the reference is not installed (theirs is the --path)
 STUDENT_HINT = "; students pass --path to your workspace"
 
 
