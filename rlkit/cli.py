@@ -63,13 +63,17 @@ def plugins_command(as_json: bool) -> None:
         )
     console = Console()
     console.print(table)
-    _echo_broken()
+    _echo_broken(infos)
 
 
-def _echo_broken() -> None:
-    """One unwrapped line per broken plugin: what failed and why."""
+def _echo_broken(infos: list[plugins.PluginInfo] | None = None) -> None:
+    """One unwrapped line per broken plugin (what failed and why), and per warning (what
+    works, but not as its author may think: an undeclared shared task, conflicting flags)."""
     for name, error in sorted(plugins.broken.items()):
         click.echo(click.style(f"plugin {name} is broken: ", fg="red") + error)
+    for info in infos or ():
+        for line in info.warnings:
+            click.echo(click.style(f"plugin {info.name}: ", fg="yellow") + line)
 
 
 @cli.command(name="list")

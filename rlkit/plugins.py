@@ -42,6 +42,8 @@ class PluginInfo:
     envs: list[str] = field(default_factory=list)
     trainers: list[str] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
+    #: what works, but not as its author may think (``task_problems``)
+    warnings: list[str] = field(default_factory=list)
 
 
 def _one_line(exc: BaseException, limit: int = 300) -> str:
@@ -351,6 +353,8 @@ def plugin_infos(commands: dict[str, list[str]] | None = None) -> list[PluginInf
         infos.setdefault(task.owner, PluginInfo(task.owner)).commands.append(f"train {task.name}")
     for name, cmds in (commands or {}).items():
         infos.setdefault(name, PluginInfo(name)).commands.extend(cmds)
+    for name, lines in task_problems().items():
+        infos.setdefault(name, PluginInfo(name)).warnings.extend(lines)
     for info in infos.values():
         info.commands = sorted(set(info.commands))
     return sorted(infos.values(), key=lambda i: i.name)

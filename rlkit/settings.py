@@ -381,7 +381,11 @@ class TaskOptions:
                     setting_.flagged.append((spec, f))
             setting_.flags = tuple(flags)
             for spec, why in losses:
-                where = f"{flags[0]}" if flags else f"--set {name}=VALUE"
+                is_bool = value_type(spec.settings_class(), name) is bool
+                if not flags or (first_is_bool and not is_bool):
+                    where = f"--set {name}=VALUE"  # a switch takes no value
+                else:  # the value is parsed for whichever trainer runs
+                    where = f"{flags[0]} " + ("true|false" if is_bool else "VALUE")
                 self._conflict(
                     spec, f"setting {name!r} of {trainer_label(spec)} {why}: use {where} for it"
                 )
