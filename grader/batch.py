@@ -23,8 +23,51 @@ from typing import Any
 from rlkit_grader.submissions import Submission, discover, safe_name, stage
 
 FORMATS = ("csv", "json", "gradescope")
+#: ``--out`` suffix → format (a Gradescope export is a folder, or one ``results.json``)
+SUFFIXES = {".csv": "csv", ".json": "json"}
 #: what a report says when the grading engine does not name its isolation
 UNNAMED_PROTECTION = "separate process with time and memory limits"
+#: a record's protection when none of the student's files could run
+NOTHING_RAN = "nothing ran (no file could be graded)"
+
+
+def protection_label(text: str) -> str:
+    """The protection in a few words (a CSV cell, Gradescope's output, the report's header):
+    the full text (``Report.protection``, from the sandbox) is stated once per run."""
+    text = str(text or "")
+    if text.startswith("bubblewrap"):
+        return "bubblewrap sandbox"
+    if text.startswith("process isolation only"):
+        failed = " (bubblewrap could not start here)" if "bubblewrap failed here" in text else ""
+        return "no sandbox: process isolation only" + failed
+    if text == NOTHING_RAN:
+        return "nothing ran"
+    return "process isolation" if text == UNNAMED_PROTECTION else (text.split(":")[0][:60] or "")
+
+
+def out_format(out: Path, fmt: str | None) -> str:
+    """The export's format from ``--format`` and ``--out``'s suffix; a suffix rlkit does not
+    write (``grades.xlsx``) or one that contradicts ``--format`` is a usage error."""
+    from rlkit.errors import UsageError
+
+    suffix = out.suffix.lower()
+    if fmt == "gradescope":
+        if suffix not in ("", ".json"):
+            raise UsageError(
+                f"--out {out}: Gradescope results go to a folder (one <student>/results.json "
+                "each) or to one results.json; pass a folder name or a .json file"
+            )
+        return fmt
+    by_suffix = SUFFIXES.get(suffix)
+    if by_suffix is None:
+        what = f"the suffix {out.suffix}" if suffix else "no suffix"
+        raise UsageError(
+            f"--out {out} has {what}: rlkit grade writes .csv or .json grades (or a folder "
+            "with --format gradescope); pass e.g. --out grades.csv"
+        )
+    if fmt is not None and fmt != by_suffix:
+        raise UsageError(f"--format {fmt} but --out {out} ends in {out.suffix}; make them agree")
+    return by_suffix
 
 
 @dataclass
@@ -34,6 +77,9 @@ class Options:
     limits: dict[str, float] = field(default_factory=dict)
     sandbox: str = "auto"  # passed to rlkit_grader.api.check_workspaces
     assignment: str | None = None
+    #: grade only these students (folder names), even when unchanged; the others keep their
+    #: records (``rlkit grade --student``)
+    students: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -139,16 +185,22 @@ def make_record(
     submission: Submission, fingerprint: str, report: Any, problems: Mapping[str, str]
 ) -> dict[str, Any]:
     """One student's result: the fields of ``rlkit check --json`` plus what the class report
-    and feedback need (visibility, function, misconception, failure kind, problem,
-    sandbox_failed, protection, and a note when the submission was refused)."""
+    and feedback need (visibility, function, misconception, failure kind, problem and its
+    kind, the file handed in, sandbox_failed, protection, and a note when the submission was
+    refused). A notebook's lines are said as Jupyter shows them (its cells), never as the
+    ``.py`` module the grader made of it."""
     if _sandbox_trouble(report):
         fingerprint = "regrade:" + fingerprint
     _apply_problems(report, problems)
     exercises = []
     for ex in report.exercises:
         data = ex.to_json()
+        sandbox_failed = getattr(ex, "sandbox_failed", False) is True
         data["problem"] = ex.problem
-        data["sandbox_failed"] = getattr(ex, "sandbox_failed", False) is True
+        data["problem_kind"] = _problem_kind(ex.problem, problems.get(ex.name), sandbox_failed)
+        data["sandbox_failed"] = sandbox_failed
+        file = submission.files.get(ex.name)
+        data["file"] = file.name if file is not None and not file.is_symlink() else None
         data["checks"] = [
             {
                 **c.to_json(),
@@ -159,6 +211,14 @@ def make_record(
             }
             for c in ex.checks
         ]
+        cell_map = getattr(submission, "cells", {}).get(ex.name)
+        if cell_map is not None:  # the student's notebook, in Jupyter's terms
+            from rlkit_grader.submissions import in_notebook_terms
+
+            if data["problem"]:
+                data["problem"] = in_notebook_terms(data["problem"], ex.name, cell_map)
+            for check in data["checks"]:
+                check["message"] = in_notebook_terms(check["message"], ex.name, cell_map)
         exercises.append(data)
     kinds = sorted({f.suffix.lstrip(".") for f in submission.files.values()})
     nothing_ran = bool(problems) and all(ex.name in problems for ex in report.exercises)
@@ -168,7 +228,7 @@ def make_record(
         "max_score": report.max_score,
         "exercises": exercises,
         "protection": getattr(report, "protection", "")
-        or ("nothing ran (no file could be graded)" if nothing_ran else UNNAMED_PROTECTION),
+        or (NOTHING_RAN if nothing_ran else UNNAMED_PROTECTION),
         "files": kinds,
         "note": submission.note,
         "seconds": round(float(getattr(report, "seconds", 0.0)), 3),
@@ -176,6 +236,17 @@ def make_record(
         "fingerprint": fingerprint,
         "hidden_set": _hidden_set(),
     }
+
+
+def _problem_kind(problem: str | None, staged: str | None, sandbox_failed: bool) -> str | None:
+    """Why an exercise could not be graded, as the grader knows it (never read from text a
+    submission can write): the staging's own kind (missing, refused, unreadable, syntax), the
+    sandbox's failure ("grader"), else the module did not import ("import")."""
+    if not problem:
+        return None
+    if staged is not None:
+        return str(getattr(staged, "kind", "unreadable"))
+    return "grader" if sandbox_failed else "import"
 
 
 def _hidden_set() -> str:
@@ -215,6 +286,9 @@ class Outcome:
     graded: int
     skipped: int
     interrupted: bool = False
+    #: with ``--student``: the other students whose files changed since their record (or who
+    #: have none), not graded by this run
+    stale: list[str] = field(default_factory=list)
 
 
 Progress = Callable[[str, dict[str, Any] | None], None]
@@ -352,9 +426,11 @@ def grade_class(
     names = {s.student: safe_name(s.student) for s in students}
     if len(set(names.values())) != len(names):
         raise UsageError("two students' folder names map to the same file name; rename one")
+    chosen = _chosen(options.students, students, root)
     layout.records.mkdir(parents=True, exist_ok=True)
     records: dict[str, dict[str, Any]] = {}
     todo: list[tuple[Submission, str]] = []
+    stale: list[str] = []
     for sub in students:
         fingerprint = hashlib.sha256(
             "\0".join(
@@ -367,11 +443,16 @@ def grade_class(
             ).encode()
         ).hexdigest()
         old = read_record(layout.records / f"{names[sub.student]}.json")
-        if old is not None and old.get("fingerprint") == fingerprint:
+        if chosen is not None and sub.student not in chosen:  # --student: kept as recorded
+            if old is not None:
+                records[sub.student] = old
+            if old is None or old.get("fingerprint") != fingerprint:
+                stale.append(sub.student)
+        elif chosen is None and old is not None and old.get("fingerprint") == fingerprint:
             records[sub.student] = old
         else:
             todo.append((sub, fingerprint))
-    skipped = len(students) - len(todo)
+    skipped = len(records)
     tick = progress(len(todo), skipped) if progress else None
     interrupted = False
     if todo:
@@ -380,7 +461,28 @@ def grade_class(
         except KeyboardInterrupt:  # every record written so far is whole: a re-run resumes
             interrupted = True
     ordered = [records[s.student] for s in students if s.student in records]
-    return Outcome(ordered, course, len(records) - skipped, skipped, interrupted)
+    return Outcome(ordered, course, len(records) - skipped, skipped, interrupted, stale)
+
+
+def _chosen(wanted: Sequence[str], students: Sequence[Submission], root: Path) -> set[str] | None:
+    """``--student`` names, each a student folder under ``root`` (None: every student)."""
+    from rlkit.errors import UsageError
+    from rlkit_grader.render import one_line
+
+    if not wanted:
+        return None
+    known = [s.student for s in students]
+    for name in wanted:
+        if name not in known:
+            import difflib
+
+            close = difflib.get_close_matches(name, known, n=3)
+            hint = f"; did you mean {', '.join(one_line(c) for c in close)}?" if close else ""
+            raise UsageError(
+                f"--student {one_line(name)}: no such student folder in {one_line(root)} "
+                f"({len(known)} students){hint}"
+            )
+    return set(wanted)
 
 
 def _grade(

@@ -1,8 +1,12 @@
 """The class report: what the instructor should re-teach.
 
-``report.json`` has the numbers: each exercise's score distribution, each check's pass rate,
-every named misconception with how many students made it and one counterexample (from a public
-check when one caught it), and the problems that stopped an exercise from being graded.
+``report.json`` has the numbers: each exercise's score distribution; what happened to each
+function of each student (``function_outcomes``: correct, wrong, did not run - a syntax error,
+a crash, a timeout - or not answered), counted per function; each check's pass rate among the
+students whose function ran (a stub, a loop or a syntax error elsewhere says nothing about how
+hard a check is); every named misconception with how many students made it and one
+counterexample (from a public check when one caught it), and the problems that stopped an
+exercise from being graded.
 ``index.html`` shows the same with plots (matplotlib PNGs embedded, so the file stands alone).
 Every text in it is escaped (messages and problems can embed what a submission produced, and
 students name their own folders); ``sandbox_failed`` lists the students whose grading failed for
@@ -28,6 +32,80 @@ def _number(x: float) -> float | int:
     return int(x) if float(x).is_integer() else round(x, 2)
 
 
+# ----------------------------------------------------------------------------- outcomes
+
+#: what happened to one student's function, in the order the report shows them
+STATUSES = ("correct", "wrong", "did_not_run", "not_answered")
+STATUS_TEXT = {
+    "correct": "correct",
+    "wrong": "wrong",
+    "did_not_run": "did not run",
+    "not_answered": "not answered",
+}
+#: why an exercise could not be graded (``problem_kind`` of a record) → (status, why)
+_PROBLEM = {
+    "missing": ("not_answered", "no file handed in"),
+    "refused": ("did_not_run", "refused (a symbolic link)"),
+    "unreadable": ("did_not_run", "the file could not be read"),
+    "syntax": ("did_not_run", "syntax error"),
+    "import": ("did_not_run", "the file raised or never finished when run"),
+    "grader": ("did_not_run", "the grader failed (graded again next run)"),
+}
+#: a failing check's kind → why its function did not run, most telling first
+_DID_NOT_RUN = {
+    "timeout": "timed out (an infinite loop?)",
+    "crash": "crashed (exit, signal or out of memory)",
+    "exception": "raised an error",
+    "no_result": "gave no result",
+    "problem": "could not be graded",
+}
+
+
+def function_outcomes(record: Mapping[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """(exercise, function) → ``{"status", "why", "points", "max_points"}`` for one student's
+    record, from what the grader observed (each check's ``kind``, the exercise's
+    ``problem_kind``), never from a message's text:
+
+    * ``not_answered``: no file, or every failing check found the function missing or still a
+      stub (``NotImplementedError``);
+    * ``did_not_run``: the file could not run (syntax error, an error or a loop at import, a
+      refused or unreadable file) or the function never gave a result to judge (timeout,
+      crash, an exception);
+    * ``wrong``: it ran and at least one check found its result wrong;
+    * ``correct``: every check passed."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for ex in record.get("exercises", []):
+        by_function: dict[str, list[Mapping[str, Any]]] = {}
+        for c in ex.get("checks", []):
+            by_function.setdefault(str(c.get("function") or ""), []).append(c)
+        problem = ex.get("problem")
+        for function, checks in by_function.items():
+            entry = {
+                "points": sum(int(c.get("points", 0)) for c in checks),
+                "max_points": sum(int(c.get("max_points", 0)) for c in checks),
+            }
+            failing = [c for c in checks if not c.get("passed")]
+            kinds = {str(c.get("kind") or "") for c in failing}
+            if problem:
+                status, why = _PROBLEM.get(
+                    str(ex.get("problem_kind") or ""), ("did_not_run", "could not be graded")
+                )
+            elif not failing:
+                status, why = "correct", ""
+            elif kinds <= {"not_implemented", "missing"}:
+                status = "not_answered"
+                why = "still the stub" if "not_implemented" in kinds else "function not defined"
+            elif kinds & {"wrong", ""}:
+                status = "wrong"
+                wrong = sum(1 for c in failing if str(c.get("kind") or "") in ("wrong", ""))
+                why = f"{wrong} of {len(checks)} checks found its results wrong"
+            else:
+                status = "did_not_run"
+                why = next(text for kind, text in _DID_NOT_RUN.items() if kind in kinds)
+            out[ex["name"], function] = {**entry, "status": status, "why": why}
+    return out
+
+
 def summarize(records: Sequence[Mapping[str, Any]], course: Course) -> dict[str, Any]:
     """The report's numbers (JSON-able)."""
     totals = [r["score"] for r in records]
@@ -40,7 +118,31 @@ def summarize(records: Sequence[Mapping[str, Any]], course: Course) -> dict[str,
     checks: dict[str, dict[str, Any]] = {}
     misconceptions: dict[str, dict[str, Any]] = {}
     problems: dict[str, dict[str, Any]] = {}
+    functions: dict[str, dict[str, Any]] = {}
+    by_student: list[dict[str, Any]] = []
     for r in records:
+        outcomes = function_outcomes(r)
+        by_student.append(
+            {
+                "student": r["student"],
+                "score": r["score"],
+                "max_score": r["max_score"],
+                "functions": {f"{e}.{f}": o for (e, f), o in outcomes.items()},
+            }
+        )
+        for (exercise, function), o in outcomes.items():
+            count = functions.setdefault(
+                f"{exercise}.{function}",
+                {
+                    "exercise": exercise,
+                    "function": function,
+                    "max_points": o["max_points"],
+                    **dict.fromkeys(STATUSES, 0),
+                    "students": {status: [] for status in STATUSES},
+                },
+            )
+            count[o["status"]] += 1
+            count["students"][o["status"]].append(r["student"])
         for ex in r["exercises"]:
             entry = exercises.setdefault(
                 ex["name"], {"max_score": ex["max_score"], "scores": [], "full_marks": 0}
@@ -51,21 +153,36 @@ def summarize(records: Sequence[Mapping[str, Any]], course: Course) -> dict[str,
                 kind = problems.setdefault(ex["name"], {"students": 0, "examples": []})
                 kind["students"] += 1
                 if len(kind["examples"]) < 5:
-                    kind["examples"].append({"student": r["student"], "problem": ex["problem"]})
+                    kind["examples"].append(
+                        {
+                            "student": r["student"],
+                            "problem": ex["problem"],
+                            "kind": ex.get("problem_kind"),
+                        }
+                    )
             seen: set[str] = set()
             for c in ex["checks"]:
                 stat = checks.setdefault(
                     c["name"],
                     {
                         "exercise": ex["name"],
+                        "function": c.get("function", ""),
                         "visibility": c.get("visibility", "public"),
                         "points": c["max_points"],
                         "passed": 0,
                         "students": 0,
+                        "ran": 0,
+                        "did_not_run": 0,
+                        "not_answered": 0,
                     },
                 )
                 stat["students"] += 1
                 stat["passed"] += bool(c["passed"])
+                status = outcomes.get((ex["name"], c.get("function", "")), {}).get("status")
+                if status in ("correct", "wrong"):
+                    stat["ran"] += 1
+                elif status in ("did_not_run", "not_answered"):
+                    stat[status] += 1
                 name = c.get("misconception")
                 if not name or c["passed"]:
                     continue
@@ -108,6 +225,8 @@ def summarize(records: Sequence[Mapping[str, Any]], course: Course) -> dict[str,
         )
     for stat in checks.values():
         stat["pass_rate"] = round(stat["passed"] / stat["students"], 3)
+        # how hard the check is: among the students whose function ran (None: nobody's did)
+        stat["pass_rate_ran"] = round(stat["passed"] / stat["ran"], 3) if stat["ran"] else None
     return {
         "students": len(records),
         "max_score": records[0]["max_score"] if records else 0,
@@ -118,11 +237,31 @@ def summarize(records: Sequence[Mapping[str, Any]], course: Course) -> dict[str,
         "misconceptions": sorted(
             misconceptions.values(), key=lambda m: (-m["students"], m["exercise"], m["name"])
         ),
-        "checks": dict(sorted(checks.items(), key=lambda kv: (kv[1]["pass_rate"], kv[0]))),
+        "functions": functions,
+        "by_student": by_student,
+        "checks": dict(sorted(checks.items(), key=_hardest)),
         "problems": problems,
         "sandbox_failed": sandbox_failed,
-        "protection": sorted({str(r.get("protection", "")) for r in records}),
+        "protection": _protections(records),
     }
+
+
+def _hardest(item: tuple[str, Mapping[str, Any]]) -> tuple[int, float, str]:
+    """Checks ordered by their pass rate among the students whose function ran; checks that
+    nobody's function ran last."""
+    name, stat = item
+    rate = stat["pass_rate_ran"]
+    return (rate is None, rate if rate is not None else 0.0, name)
+
+
+def _protections(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """What protected the grading (each different text once), from the records of students
+    whose code ran; "nothing ran" only when nobody's did."""
+    from rlkit_grader.batch import NOTHING_RAN
+
+    texts = {str(r.get("protection", "")) for r in records}
+    ran = sorted(t for t in texts if t and t != NOTHING_RAN)
+    return ran or sorted(texts)
 
 
 # ----------------------------------------------------------------------------- plots
@@ -210,18 +349,27 @@ def _e(text: Any) -> str:
     return audience.html(text)
 
 
+def _names(names: Sequence[str], limit: int = 8) -> str:
+    shown = ", ".join(str(n) for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
 def render(summary: Mapping[str, Any]) -> str:
+    from rlkit_grader.batch import protection_label
+
     scores_png = _score_plots(summary) if summary["students"] else ""
     mis_png = _misconception_plot(summary)
+    graded_in = "; ".join(sorted({protection_label(p) for p in summary["protection"]}))
     out = [
         "<!doctype html><html><head><meta charset='utf-8'><title>rlkit class report</title>",
         f"<style>{_CSS}</style></head><body>",
         "<h1>Class report</h1>",
         f"<p class='sub'>{summary['students']} students, mean {summary['mean']}/"
         f"{summary['max_score']}, median {summary['median']}. Graded in: "
-        f"{_e('; '.join(p.split(';')[0] for p in summary['protection']))}.</p>",
-        "<h2>What to re-teach: named misconceptions</h2>",
+        f"{_e(graded_in)} (what it protects: at the end).</p>",
     ]
+    out += _functions_table(summary)
+    out.append("<h2>What to re-teach: named misconceptions</h2>")
     if summary["misconceptions"]:
         if mis_png:
             out.append(f"<img alt='misconceptions' src='data:image/png;base64,{mis_png}'>")
@@ -257,18 +405,28 @@ def render(summary: Mapping[str, Any]) -> str:
         )
     out.append("</table><h2>Checks, hardest first</h2>")
     out.append(
+        "<p class='muted'>A check's pass rate counts the students whose function ran (correct "
+        "or wrong): a function not answered, or that did not run (a syntax error, a crash, a "
+        "timeout), says nothing about how hard a check is; those are counted apart.</p>"
+    )
+    out.append(
         "<table><tr><th>check</th><th>exercise</th><th>visibility</th><th class='n'>points</th>"
-        "<th class='n'>passed by</th></tr>"
+        "<th class='n'>passed, of those whose function ran</th><th class='n'>did not run</th>"
+        "<th class='n'>not answered</th></tr>"
     )
     for name, c in list(summary["checks"].items())[:25]:
-        width = int(120 * c["pass_rate"])
+        rate = c.get("pass_rate_ran")
+        width = int(120 * rate) if rate is not None else 0
+        passed = f"{c['passed']}/{c['ran']}" if c.get("ran") else "nobody's ran"
         out.append(
             f"<tr><td><code>{_e(name)}</code></td><td>{_e(c['exercise'])}</td>"
             f"<td>{_e(c['visibility'])}</td><td class='n'>{c['points']}</td>"
-            f"<td class='n'><span class='bar' style='width:{width}px'></span> "
-            f"{c['passed']}/{c['students']}</td></tr>"
+            f"<td class='n'><span class='bar' style='width:{width}px'></span> {passed}</td>"
+            f"<td class='n'>{c.get('did_not_run', 0)}</td>"
+            f"<td class='n'>{c.get('not_answered', 0)}</td></tr>"
         )
     out.append("</table>")
+    out += _students_table(summary)
     if summary["problems"]:
         out.append("<h2>Submissions that could not be graded</h2><table>")
         out.append("<tr><th>exercise</th><th>students</th><th>examples</th></tr>")
@@ -289,6 +447,68 @@ def render(summary: Mapping[str, Any]) -> str:
     out.append(f"<p class='muted'>Protection in force: {_e(' | '.join(summary['protection']))}</p>")
     out.append("</body></html>")
     return "\n".join(out)
+
+
+def _functions_table(summary: Mapping[str, Any]) -> list[str]:
+    """Per function: how many students got it right, wrong, could not run it, did not answer
+    it (and who)."""
+    functions = summary.get("functions") or {}
+    if not functions:
+        return []
+    out = [
+        "<h2>What happened, per function</h2>",
+        "<p class='muted'><b>wrong</b>: it ran and a check found its result wrong. <b>did not "
+        "run</b>: a syntax error, an error or infinite loop when the file ran, a crash or a "
+        "timeout in the function. <b>not answered</b>: no file, no such function, or still the "
+        "stub.</p>",
+        "<table><tr><th>function</th>"
+        + "".join(f"<th class='n'>{STATUS_TEXT[s]}</th>" for s in STATUSES)
+        + "<th>who (not correct)</th></tr>",
+    ]
+    for f in functions.values():
+        who = "<br>".join(
+            f"<b>{STATUS_TEXT[s]}</b>: {_e(_names(f['students'][s]))}"
+            for s in STATUSES[1:]
+            if f["students"][s]
+        )
+        out.append(
+            f"<tr><td><code>{_e(f['function'])}()</code><br><span class='muted'>"
+            f"{_e(f['exercise'])}</span></td>"
+            + "".join(f"<td class='n'>{f[s]}</td>" for s in STATUSES)
+            + f"<td>{who}</td></tr>"
+        )
+    out.append("</table>")
+    return out
+
+
+def _students_table(summary: Mapping[str, Any]) -> list[str]:
+    """Per student and function: correct, wrong, did not run (why) or not answered."""
+    rows = summary.get("by_student") or []
+    names = list(summary.get("functions") or {})
+    if not rows or not names:
+        return []
+    out = [
+        "<h2>Each student</h2><table><tr><th>student</th><th class='n'>score</th>"
+        + "".join(f"<th><code>{_e(n.split('.', 1)[1])}()</code></th>" for n in names)
+        + "</tr>"
+    ]
+    for row in rows:
+        cells = []
+        for name in names:
+            o = row["functions"].get(name)
+            if o is None:
+                cells.append("<td class='muted'>-</td>")
+                continue
+            why = f"<br><span class='muted'>{_e(o['why'])}</span>" if o["why"] else ""
+            cells.append(
+                f"<td>{STATUS_TEXT[o['status']]} {o['points']}/{o['max_points']}{why}</td>"
+            )
+        out.append(
+            f"<tr><td>{_e(row['student'])}</td><td class='n'>{row['score']}/{row['max_score']}"
+            "</td>" + "".join(cells) + "</tr>"
+        )
+    out.append("</table>")
+    return out
 
 
 def write(records: Sequence[Mapping[str, Any]], course: Course, folder: Path) -> Path:

@@ -30,6 +30,10 @@ def to_json(records: Sequence[Mapping[str, Any]]) -> str:
 
 
 def to_csv(records: Sequence[Mapping[str, Any]], exercises: Sequence[str]) -> str:
+    """One row per student; ``protection`` in a few words (the full text is stated once, by
+    ``rlkit grade`` and at the end of the class report)."""
+    from rlkit_grader.batch import protection_label
+
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(
@@ -42,7 +46,7 @@ def to_csv(records: Sequence[Mapping[str, Any]], exercises: Sequence[str]) -> st
             r["score"],
             r["max_score"],
             *(scores.get(e, 0) for e in exercises),
-            r.get("protection", ""),
+            protection_label(r.get("protection", "")),
             r.get("hidden_set", ""),
             r.get("note") or "",
         ]
@@ -60,7 +64,12 @@ def gradescope(record: Mapping[str, Any], course: Course) -> dict[str, Any]:
         for c in ex["checks"]:
             hidden = c.get("visibility") == "hidden"
             shown = render.view(
-                c, render.STUDENT, course.mistakes, course.descriptions, ex.get("problem")
+                c,
+                render.STUDENT,
+                course.mistakes,
+                course.descriptions,
+                ex.get("problem"),
+                notebook=render.is_notebook(ex),
             )
             tests.append(
                 {
@@ -73,10 +82,7 @@ def gradescope(record: Mapping[str, Any], course: Course) -> dict[str, Any]:
                     "visibility": "after_published" if hidden else "visible",
                 }
             )
-    output = (
-        f"rlkit: {record['score']}/{record['max_score']} (graded in: "
-        f"{str(record.get('protection', '')).split(';')[0]})"
-    )
+    output = f"rlkit: {record['score']}/{record['max_score']}. {protection_sentence(record)}"
     if record.get("note"):
         output += "\n\n**Not graded.** What the grader saw:\n\n" + render.fence(record["note"])
     return {
@@ -93,6 +99,76 @@ def gradescope(record: Mapping[str, Any], course: Course) -> dict[str, Any]:
             "hidden_set": record.get("hidden_set"),
         },
     }
+
+
+def protection_sentence(record: Mapping[str, Any]) -> str:
+    """One plain sentence on what protected the grading of this submission (the full text
+    goes to ``extra_data``, for the instructor)."""
+    from rlkit_grader.batch import protection_label
+
+    text = str(record.get("protection", "") or "")
+    label = protection_label(text)
+    if label == "bubblewrap sandbox":
+        return (
+            "Graded in a sandbox (bubblewrap: no network, no other files visible, time and "
+            "memory limits)."
+        )
+    if label.startswith("no sandbox"):
+        why = (
+            " because bubblewrap could not start in this container (no user namespaces)"
+            if "bubblewrap failed here" in text
+            else ""
+        )
+        return (
+            f"Graded without a sandbox{why}: process isolation only (time and memory limits; "
+            "the code ran with the grader's own rights in this container)."
+        )
+    if label == "nothing ran":
+        return "None of the submitted code ran."
+    return f"Graded with: {label}." if label else ""
+
+
+#: the first line of rlkit's CSV grades
+CSV_HEADER = "student,score,max_score,"
+
+
+def foreign(out: Path, fmt: str) -> str | None:
+    """What an existing ``--out`` file is when rlkit did not write it (nbgrader's export, a
+    spreadsheet...): rlkit never overwrites another tool's output. None: absent or rlkit's."""
+    if fmt == "gradescope" and out.suffix != ".json":
+        if out.exists() and not out.is_dir():
+            return "a file, not a folder"
+        return None
+    if not out.exists():
+        return None
+    if out.is_dir():
+        return "a folder"
+    try:
+        with open(out, encoding="utf-8") as f:
+            head = f.read(4096)
+    except (OSError, UnicodeDecodeError):
+        return "a file rlkit cannot read"
+    if not head.strip():
+        return None
+    if fmt == "csv":
+        if head.startswith(CSV_HEADER):
+            return None
+        if head.startswith("assignment,duedate,timestamp,student_id"):
+            return "nbgrader's export (nbgrader export)"
+        return "a CSV file rlkit did not write"
+    try:
+        data = json.loads(out.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "a file rlkit did not write"
+    if (
+        fmt == "json"
+        and isinstance(data, list)
+        and all(isinstance(r, dict) and "student" in r and "exercises" in r for r in data)
+    ):
+        return None
+    if fmt == "gradescope" and isinstance(data, dict) and "tests" in data:
+        return None
+    return "a JSON file rlkit did not write"
 
 
 def write(records: Sequence[Mapping[str, Any]], course: Course, out: Path, fmt: str) -> list[Path]:

@@ -1,4 +1,5 @@
-"""Feedback meant for the student: one Markdown file each, written as soon as they are graded.
+"""Feedback meant for the student: a Markdown file and the same as an HTML page (what a browser
+shows as it is) each, written as soon as they are graded.
 
 What a student may see is decided by ``rlkit_grader.render.view``: a public check's message in full
 (its inputs are in the student bundle anyway), fenced, because it can embed what the submission
@@ -35,6 +36,13 @@ def markdown(
     return render.feedback_markdown(record, descriptions, mistakes, render.STUDENT)
 
 
+def html(
+    record: Mapping[str, Any], descriptions: Mapping[str, str], mistakes: Mapping[str, str]
+) -> str:
+    """The student's feedback page (the Markdown file's content, every text escaped)."""
+    return render.feedback_html(record, descriptions, mistakes, render.STUDENT)
+
+
 def write(
     folder: Path,
     filename: str,
@@ -42,8 +50,10 @@ def write(
     descriptions: Mapping[str, str],
     mistakes: Mapping[str, str],
 ) -> Path:
+    """``<filename>.md`` and ``<filename>.html`` in ``folder``; returns the Markdown's path."""
     from rlkit_grader.batch import write_whole
 
     path = folder / f"{filename}.md"
     write_whole(path, markdown(record, descriptions, mistakes))
+    write_whole(path.with_suffix(".html"), html(record, descriptions, mistakes))
     return path

@@ -47,6 +47,10 @@ KIND_TEXT = {
 
 #: what a student's hidden check says when its exercise could not be graded at all
 NOT_GRADED = "the file could not be graded (its public checks say why)"
+#: the same, for an exercise handed in as a notebook
+NOT_GRADED_NOTEBOOK = "the notebook could not be graded (its public checks say why)"
+#: a failure kind's sentence for a notebook, where it differs from a file's
+KIND_TEXT_NOTEBOOK = {"missing": "{function}() is not defined in your notebook"}
 
 INTRO = (
     "Graded by rlkit on {graded_at}. Every exercise was run with all checks, public and "
@@ -105,11 +109,13 @@ def view(
     mistakes: Mapping[str, str],
     descriptions: Mapping[str, str] | None = None,
     problem: str | None = None,
+    notebook: bool = False,
 ) -> CheckView:
     """What ``audience`` may see of ``check`` (a ``CheckResult`` or a record's check dict).
 
     ``mistakes``: the catalogue (misconception name → explanation); ``descriptions``: check name
-    → description; ``problem``: the exercise's one-line problem when it could not be graded."""
+    → description; ``problem``: the exercise's one-line problem when it could not be graded;
+    ``notebook``: the exercise was handed in as a notebook (the grader's sentences say so)."""
     if audience not in AUDIENCES:
         raise ValueError(f"unknown audience {audience!r}")
     name = str(_get(check, "name", ""))
@@ -130,11 +136,12 @@ def view(
     misconception = _get(check, "misconception") or None
     explanation = str(mistakes.get(misconception, "")) if misconception else ""
     kind = str(_get(check, "kind", "") or "")
-    kind_text = KIND_TEXT[kind].format(function=function) if kind in KIND_TEXT and function else ""
+    texts = {**KIND_TEXT, **KIND_TEXT_NOTEBOOK} if notebook else KIND_TEXT
+    kind_text = texts[kind].format(function=function) if kind in texts and function else ""
     if audience == STUDENT and hidden:  # never the message: it may hold the hidden inputs
         return _replace(
             shown,
-            kind_text=NOT_GRADED if problem else kind_text,
+            kind_text=(NOT_GRADED_NOTEBOOK if notebook else NOT_GRADED) if problem else kind_text,
             misconception=misconception,
             explanation=explanation,
         )
@@ -272,13 +279,41 @@ def problem_markdown(problem: str) -> str:
     return f"**Could not be graded.** What the grader saw:\n\n{fence(problem)}"
 
 
+def is_notebook(exercise: Mapping[str, Any]) -> bool:
+    """Was this exercise of a record handed in as a notebook (the grader's own file name)?"""
+    return str(exercise.get("file") or "").endswith(".ipynb")
+
+
+def function_summary(exercise: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(function, points "3/9", what happened, why) for each function of a record's exercise,
+    from what the grader observed (``rlkit_grader.class_report.function_outcomes``): grader
+    prose only."""
+    from rlkit_grader.class_report import STATUS_TEXT, function_outcomes
+
+    out = []
+    name = exercise.get("name")
+    for (ex, function), o in function_outcomes({"exercises": [exercise]}).items():
+        if ex == name and function:
+            points = f"{o['points']}/{o['max_points']}"
+            out.append((function, points, STATUS_TEXT[o["status"]], o["why"]))
+    return out
+
+
+def _summary_markdown(exercise: Mapping[str, Any]) -> str:
+    parts = []
+    for function, points, status, why in function_summary(exercise):
+        parts.append(f"{code(function + '()')} {points} {status}" + (f": {why}" if why else ""))
+    return "**What happened:** " + "; ".join(parts) + "." if parts else ""
+
+
 def feedback_markdown(
     record: Mapping[str, Any],
     descriptions: Mapping[str, str],
     mistakes: Mapping[str, str],
     audience: str = STUDENT,
 ) -> str:
-    """One student's feedback file (``rlkit grade``): every exercise, every failing check."""
+    """One student's feedback file (``rlkit grade``): every exercise, what happened to each of
+    its functions (correct, wrong, did not run, not answered), every failing check."""
     lines = [
         f"# Feedback for {code(record['student'])}: {record['score']}/{record['max_score']}",
         "",
@@ -302,12 +337,112 @@ def feedback_markdown(
         if not failing:
             lines += ["All checks pass.", ""]
             continue
+        summary = _summary_markdown(ex)
+        if summary:
+            lines += [summary, ""]
+        notebook = is_notebook(ex)
         for c in failing:
-            lines += [check_markdown(view(c, audience, mistakes, descriptions)), ""]
+            shown = view(c, audience, mistakes, descriptions, notebook=notebook)
+            lines += [check_markdown(shown), ""]
         if passing:
             names = ", ".join(code(c["name"]) for c in passing)
             lines += [f"✓ {len(passing)} checks pass: {names}", ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+# ----------------------------------------------------------------------------- HTML
+
+_FEEDBACK_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; padding: 0 1rem;
+       line-height: 1.5; color: #222; }
+h1 { font-size: 1.5rem; } h2 { font-size: 1.25rem; margin-top: 2rem; } h3 { font-size: 1.05rem; }
+code { background: #f3f3f3; padding: 0 .25rem; border-radius: 3px; }
+pre { background: #f6f6f6; padding: .6rem .8rem; border-radius: 4px; white-space: pre-wrap;
+      overflow-wrap: anywhere; }
+.pass { color: #1a7f37; } .fail { color: #b42318; } .muted { color: #666; }
+"""
+
+
+def _sentence_html(text: str, capitalize: bool = True) -> str:
+    return html(_sentence(text, capitalize))
+
+
+def check_body_html(shown: CheckView) -> str:
+    """A failing check's feedback as HTML: the same parts as ``check_body_markdown``, every
+    text escaped, the submission's text in a ``<pre>`` block."""
+    if shown.passed:
+        return ""
+    prose = []
+    if shown.hidden and not shown.quoted:
+        prose.append(_sentence_html(_hidden_fails(shown)))
+    if shown.kind_text:
+        prose.append(_sentence_html(shown.kind_text, capitalize=False))
+    blocks = [f"<p>{' '.join(prose)}</p>"] if prose else []
+    if shown.quoted:
+        blocks.append(f"<pre>{html(shown.quoted)}</pre>")
+    if shown.misconception:
+        explanation = f": {html(shown.explanation)}" if shown.explanation else "."
+        blocks.append(
+            f"<p>{html(MISTAKE_LEAD)} (<code>{html(shown.misconception)}</code>){explanation}</p>"
+        )
+    return "\n".join(blocks)
+
+
+def feedback_html(
+    record: Mapping[str, Any],
+    descriptions: Mapping[str, str],
+    mistakes: Mapping[str, str],
+    audience: str = STUDENT,
+) -> str:
+    """The student's feedback as a page a browser shows as it is (beside the Markdown file):
+    the same content, every text escaped, long lines wrapped."""
+    student = html(record["student"])
+    out = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>Feedback for {student}</title><style>{_FEEDBACK_CSS}</style></head><body>",
+        f"<h1>Feedback for <code>{student}</code>: {record['score']}/{record['max_score']}</h1>",
+        f"<p class='muted'>{html(INTRO.format(graded_at=record.get('graded_at', '')))}</p>",
+    ]
+    note = record.get("note")
+    if note:
+        out.append(f"<p><b>Not graded.</b> What the grader saw:</p><pre>{html(note)}</pre>")
+    for ex in record["exercises"]:
+        out.append(f"<h2><code>{html(ex['name'])}</code>: {ex['score']}/{ex['max_score']}</h2>")
+        problem = ex.get("problem")
+        if problem and problem == note:
+            out.append("<p><b>Not graded</b> (see above).</p>")
+            continue
+        if problem:
+            out.append(
+                f"<p><b>Could not be graded.</b> What the grader saw:</p><pre>{html(problem)}</pre>"
+            )
+            continue
+        failing = [c for c in ex["checks"] if not c["passed"]]
+        passing = [c for c in ex["checks"] if c["passed"]]
+        if not failing:
+            out.append("<p class='pass'>All checks pass.</p>")
+            continue
+        items = [
+            f"<code>{html(function)}()</code> {points} {html(status)}"
+            + (f": {html(why)}" if why else "")
+            for function, points, status, why in function_summary(ex)
+        ]
+        if items:
+            out.append(f"<p><b>What happened:</b> {'; '.join(items)}.</p>")
+        notebook = is_notebook(ex)
+        for c in failing:
+            shown = view(c, audience, mistakes, descriptions, notebook=notebook)
+            tag = " (hidden)" if shown.hidden else ""
+            out.append(
+                f"<h3><span class='fail'>✗</span> <code>{html(shown.name)}</code>{tag} "
+                f"{shown.points}/{shown.max_points}</h3>"
+            )
+            out.append(check_body_html(shown))
+        if passing:
+            names = ", ".join(f"<code>{html(c['name'])}</code>" for c in passing)
+            out.append(f"<p class='pass'>✓ {len(passing)} checks pass: {names}</p>")
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"
 
 
 # ----------------------------------------------------------------------------- plain text

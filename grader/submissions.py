@@ -50,6 +50,20 @@ class Submission:
     #: one line when (part of) the submission was refused (a symbolic link): an exercise it
     #: leaves without a file fails with this line instead of "missing"
     note: str | None = None
+    #: handed in as notebooks (nbgrader's layout, or only .ipynb files): feedback speaks of
+    #: notebooks and their cells, never of a .py file
+    notebooks: bool = False
+    #: exercise → where each line of its staged module came from (notebooks only; ``stage``)
+    cells: dict[str, CellMap] = field(default_factory=dict)
+
+    @property
+    def suffix(self) -> str:
+        """The kind of file this student hands in: ``.ipynb`` or ``.py``."""
+        if self.notebooks or (
+            self.files and all(f.suffix == ".ipynb" for f in self.files.values())
+        ):
+            return ".ipynb"
+        return ".py"
 
     def fingerprint(self, exercises: Sequence[str]) -> str:
         """Hash of what gets graded: a re-run skips the student while this is unchanged."""
@@ -104,12 +118,14 @@ def _exercise_files(folder: Path, exercises: Sequence[str]) -> dict[str, Path]:
 
 def _notebooks(
     student: Path, exercises: Sequence[str], assignment: str | None
-) -> tuple[dict[str, Path], str | None]:
+) -> tuple[dict[str, Path], str | None, set[str]]:
     """An nbgrader student folder: ``<assignment>/<exercise>.ipynb``; a linked assignment
-    folder is not looked into (the note says so)."""
+    folder is not looked into (the note says so). Also: the names of its sub-folders (the
+    assignments this student handed in)."""
     from rlkit.errors import UsageError
 
     entries = sorted(d for d in student.iterdir() if not _hidden(d))
+    seen = {d.name for d in entries if d.is_dir()}
     if assignment is not None:
         entries = [d for d in entries if d.name == assignment]
     linked = [d for d in entries if d.is_symlink() and d.is_dir()]
@@ -129,7 +145,7 @@ def _notebooks(
             )
         if hits:
             found[name] = hits[0]
-    return found, (LINKED_ASSIGNMENT if linked else None)
+    return found, (LINKED_ASSIGNMENT if linked else None), seen
 
 
 def _printable(text: str) -> str:
@@ -152,8 +168,10 @@ def discover(
     if not root.is_dir():
         raise UsageError(f"{root} is not a folder; pass the folder of the class's submissions")
     skip = {Path(p).resolve() for p in exclude}
+    nbgrader = root.name == "submitted" and (root.parent / "nbgrader_config.py").is_file()
     if (root / "submitted").is_dir():
         root = root / "submitted"
+        nbgrader = True
     elif (root / "nbgrader_config.py").is_file():
         raise UsageError(
             f"{root} is an nbgrader course without a submitted/ folder: collect the "
@@ -161,8 +179,11 @@ def discover(
         )
     own = _exercise_files(root, exercises)
     if own:  # the folder is one student's submission
+        if assignment is not None:
+            raise UsageError(_no_assignment(root, assignment, set(), own=True))
         return [Submission(root.resolve().name, root, own)]
     students = []
+    assignments: set[str] = set()
     for folder in sorted(root.iterdir()):
         if _hidden(folder):
             continue
@@ -174,10 +195,31 @@ def discover(
             continue
         files = _exercise_files(folder, exercises)
         note = None
+        notebooks = nbgrader
         if not files:
-            files, note = _notebooks(folder, exercises, assignment)
-        students.append(Submission(folder.name, folder, files, note=note))
+            files, note, seen = _notebooks(folder, exercises, assignment)
+            assignments |= seen
+            notebooks = notebooks or bool(seen)
+        students.append(Submission(folder.name, folder, files, note=note, notebooks=notebooks))
+    if assignment is not None and students and assignment not in assignments:
+        raise UsageError(_no_assignment(root, assignment, assignments))
     return students
+
+
+def _no_assignment(root: Path, assignment: str, found: set[str], own: bool = False) -> str:
+    """The one line for an ``--assignment`` that no student handed in."""
+    name = _printable(assignment)
+    if own or not found:
+        return (
+            f"--assignment {name}: {_printable(root)} holds the students' files directly, not "
+            "nbgrader's submitted/<student>/<assignment>/ folders; leave --assignment out"
+        )
+    known = ", ".join(_printable(a) for a in sorted(found)[:10])
+    more = f" (and {len(found) - 10} more)" if len(found) > 10 else ""
+    return (
+        f"no student handed in an assignment named {name!r} in {_printable(root)}; the "
+        f"assignments there: {known}{more}"
+    )
 
 
 # ----------------------------------------------------------------------------- notebooks
@@ -185,6 +227,73 @@ def discover(
 
 class NotebookProblem(ValueError):
     """What is wrong with a submitted file (a notebook or a .py), in one line for the student."""
+
+
+#: what kind of problem kept an exercise from being graded (``Problem.kind``): the class report
+#: tells "not answered" (nothing handed in) from "did not run" (a file that cannot run)
+PROBLEM_KINDS = ("missing", "refused", "unreadable", "syntax", "import", "grader")
+
+
+class Problem(str):
+    """A one-line problem (a ``str``, as records keep it) with its kind, set by the grader."""
+
+    kind: str = "unreadable"
+
+    def __new__(cls, text: str, kind: str = "unreadable") -> Problem:
+        obj = super().__new__(cls, text)
+        obj.kind = kind if kind in PROBLEM_KINDS else "unreadable"
+        return obj
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+#: an nbgrader answer cell's id names its function: ``gae-answer``
+_ANSWER_ID = re.compile(r"^([A-Za-z_][A-Za-z0-9_]{0,60})-answer$")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A notebook cell as the student sees it in Jupyter: its place from the top, its prompt
+    (``In [7]``, when it ran) and, for an nbgrader answer cell, the function it answers."""
+
+    position: int  # 1 = the first cell from the top, markdown cells included
+    execution_count: int | None = None
+    answer_for: str | None = None
+
+    def describe(self) -> str:
+        where = f"the {_ordinal(self.position)} cell from the top"
+        prompt = f"In [{self.execution_count}]" if self.execution_count is not None else ""
+        parts = [f"your answer cell for {self.answer_for}()"] if self.answer_for else []
+        parts += [f"cell {prompt}" if prompt and not parts else prompt, where]
+        return ", ".join(p for p in parts if p)
+
+
+@dataclass
+class CellMap:
+    """Which cell each line of a notebook's staged module came from."""
+
+    filename: str
+    #: (first line of the cell's source in the module, the cell), in module order
+    starts: list[tuple[int, Cell]] = field(default_factory=list)
+
+    def at(self, line: int) -> tuple[Cell, int] | None:
+        """The cell holding module line ``line`` and the line's number inside the cell."""
+        found = None
+        for first, cell in self.starts:
+            if first <= line:
+                found = (cell, line - first + 1)
+        return found
+
+    def where(self, line: int) -> str:
+        """``your answer cell for gae(), In [7], the 9th cell from the top, line 3``."""
+        found = self.at(line)
+        if found is None:
+            return f"{self.filename}, outside the cells"
+        cell, inside = found
+        return f"{cell.describe()}, line {inside}"
 
 
 def _is_test_cell(cell: dict) -> bool:
@@ -210,8 +319,8 @@ def _uncomment_magics(source: str) -> str:
     return "\n".join(out)
 
 
-def notebook_cells(data: bytes, filename: str) -> list[tuple[int, str]]:
-    """(cell number counting from 1, Python source) of every answer code cell, in order."""
+def notebook_cells(data: bytes, filename: str) -> list[tuple[Cell, str]]:
+    """(the cell as Jupyter shows it, Python source) of every answer code cell, in order."""
     try:
         nb = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
@@ -230,20 +339,45 @@ def notebook_cells(data: bytes, filename: str) -> list[tuple[int, str]]:
     cells = []
     for number, cell in enumerate(nb["cells"], 1):
         if not isinstance(cell, dict) or not isinstance(cell.get("cell_type"), str):
-            raise NotebookProblem(f"{filename}: cell {number} is mangled (no cell_type)")
+            raise NotebookProblem(
+                f"{filename}: the {_ordinal(number)} cell from the top is mangled (no cell_type)"
+            )
         if cell["cell_type"] != "code" or _is_test_cell(cell):
             continue
         source = cell.get("source", "")
         if isinstance(source, list) and all(isinstance(s, str) for s in source):
             source = "".join(source)
         if not isinstance(source, str):
-            raise NotebookProblem(f"{filename}: cell {number} is mangled (its source is not text)")
-        cells.append((number, _uncomment_magics(source)))
+            raise NotebookProblem(
+                f"{filename}: the {_ordinal(number)} cell from the top is mangled (its source "
+                "is not text)"
+            )
+        cells.append((_cell(number, cell), _uncomment_magics(source)))
     return cells
+
+
+def _cell(number: int, cell: dict) -> Cell:
+    """What Jupyter shows of a cell (its prompt, an nbgrader answer cell's function); the
+    notebook is the student's: only an int prompt and an identifier are taken from it."""
+    count = cell.get("execution_count")
+    if not isinstance(count, int) or isinstance(count, bool) or not 0 < count < 10**7:
+        count = None
+    meta = cell.get("metadata")
+    nb = meta.get("nbgrader") if isinstance(meta, dict) else None
+    grade_id = nb.get("grade_id") if isinstance(nb, dict) else None
+    match = _ANSWER_ID.match(grade_id) if isinstance(grade_id, str) else None
+    answer = match.group(1) if match and isinstance(nb, dict) and nb.get("solution") else None
+    return Cell(number, count, answer)
 
 
 def notebook_module(data: bytes, filename: str) -> str:
     """The student's module: the answer cells joined; a syntax error names its cell."""
+    return notebook_source(data, filename)[0]
+
+
+def notebook_source(data: bytes, filename: str) -> tuple[str, CellMap]:
+    """The student's module and where each of its lines came from; a syntax error names its
+    cell as Jupyter shows it (its prompt, its place from the top, the function it answers)."""
     cells = notebook_cells(data, filename)
     # Each cell compiles on its own in Jupyter, so a cell may start with a __future__ import;
     # in one module those must come first.
@@ -254,11 +388,11 @@ def notebook_module(data: bytes, filename: str) -> str:
         (n, "\n".join("" if ln in future else ln for ln in src.split("\n"))) for n, src in cells
     ]
     parts = ["".join(f"{ln}\n" for ln in future)]
-    starts = []
+    cell_map = CellMap(filename)
     line = 1 + len(future)
-    for number, source in cells:
-        header = f"# --- {filename}, cell {number} ---\n"
-        starts.append((line + 1, number))
+    for cell, source in cells:
+        header = f"# --- {filename}, cell {cell.position} from the top ---\n"
+        cell_map.starts.append((line + 1, cell))
         text = header + source.rstrip("\n") + "\n\n"
         parts.append(text)
         line += text.count("\n")
@@ -266,13 +400,11 @@ def notebook_module(data: bytes, filename: str) -> str:
     try:  # parsing only, nothing runs: the parent can say which cell is broken
         compile(module, filename, "exec", dont_inherit=True)
     except SyntaxError as exc:
-        at = exc.lineno or 1
-        first, cell = max(((s, n) for s, n in starts if s <= at), default=(1, 0))
-        where = f"cell {cell}, line {at - first + 1}" if cell else f"line {at}"
-        raise NotebookProblem(f"syntax error in {filename} ({where}): {exc.msg}") from None
+        where = cell_map.where(exc.lineno or 1) if cell_map.starts else "no code cell"
+        raise NotebookProblem(f"syntax error in {filename}, {where}: {exc.msg}") from None
     except (ValueError, RecursionError, MemoryError) as exc:
         raise NotebookProblem(f"{filename} cannot be compiled ({type(exc).__name__})") from None
-    return module
+    return module, cell_map
 
 
 # ----------------------------------------------------------------------------- staging
@@ -280,38 +412,82 @@ def notebook_module(data: bytes, filename: str) -> str:
 
 def stage(submission: Submission, folder: Path, exercises: Sequence[str]) -> dict[str, str]:
     """Write the student's exercise modules into ``folder`` (``<exercise>.py`` each); returns
-    exercise → the one-line problem for every exercise that cannot be graded."""
+    exercise → the one-line problem (a ``Problem``, with its kind) for every exercise that
+    cannot be graded. A notebook's cell map goes to ``submission.cells``."""
     folder.mkdir(parents=True, exist_ok=True)
-    problems = {}
+    problems: dict[str, str] = {}
     for name in exercises:
         file = submission.files.get(name)
         if submission.note == LINKED_STUDENT or (file is None and submission.note):
-            problems[name] = submission.note
+            problems[name] = Problem(submission.note or "", "refused")
             continue
         if file is None:
-            problems[name] = f"{name}.py is missing from the submission"
+            problems[name] = Problem(
+                f"{name}{submission.suffix} is missing from the submission", "missing"
+            )
             continue
         if file.is_symlink():  # it could point at another student's file, or anywhere
-            problems[name] = f"{file.name} is a symbolic link; submit the file itself"
+            problems[name] = Problem(
+                f"{file.name} is a symbolic link; submit the file itself", "refused"
+            )
             continue
         try:
             data = _read_plain(file)
         except _TooBig:
-            problems[name] = f"{file.name} is larger than {MAX_FILE_BYTES // 1_000_000} MB"
+            problems[name] = Problem(
+                f"{file.name} is larger than {MAX_FILE_BYTES // 1_000_000} MB", "unreadable"
+            )
             continue
         except OSError as exc:
-            problems[name] = f"{file.name} cannot be read ({exc.strerror or exc})"
+            problems[name] = Problem(
+                f"{file.name} cannot be read ({exc.strerror or exc})", "unreadable"
+            )
             continue
         try:
             if file.suffix == ".ipynb":
-                data = notebook_module(data, file.name).encode("utf-8")
+                module, cell_map = notebook_source(data, file.name)
+                submission.cells[name] = cell_map
+                data = module.encode("utf-8")
             else:
                 check_text(data, file.name)
         except NotebookProblem as exc:
-            problems[name] = str(exc)
+            kind = "syntax" if str(exc).startswith("syntax error") else "unreadable"
+            problems[name] = Problem(str(exc), kind)
             continue
         (folder / f"{name}.py").write_bytes(data)
     return problems
+
+
+# ----------------------------------------------------------------------------- notebook terms
+
+
+def in_notebook_terms(text: str, exercise: str, cell_map: CellMap) -> str:
+    """A grader's line about the staged module ``<exercise>.py`` said of the notebook the
+    student handed in: ``ppo.py line 12`` becomes the cell as Jupyter shows it, ``ppo.py``
+    the notebook's name. Only the grader's own phrasing is rewritten (the text stays quoted
+    wherever it is shown: it may hold what the submission wrote)."""
+    module = re.escape(f"{exercise}.py")
+    notebook = cell_map.filename
+
+    def cell_line(match: re.Match[str]) -> str:
+        return cell_map.where(int(match.group(1)))
+
+    text = re.sub(
+        rf"^syntax error at {module} line (\d+): ",
+        lambda m: f"syntax error in {notebook}, {cell_line(m)}: ",
+        text,
+    )
+    text = re.sub(
+        rf"^importing {module} took longer than ([0-9.]+ s) \(code running at import time\?\)",
+        lambda m: (
+            f"running the code cells of {notebook} took longer than {m.group(1)} (a cell "
+            "that never finishes, an infinite loop?)"
+        ),
+        text,
+    )
+    text = re.sub(rf"^{module} failed to import: ", f"a code cell of {notebook} raised: ", text)
+    text = re.sub(rf"\({module} line (\d+)\)", lambda m: f"({cell_line(m)})", text)
+    return text.replace("is missing from your file", "is not defined in your notebook")
 
 
 class _TooBig(Exception):

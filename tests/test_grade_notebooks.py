@@ -69,9 +69,12 @@ def test_module_is_the_answer_cells_in_order_without_test_cells() -> None:
         (b'{"cells": [', "not valid notebook JSON"),
         (b"\xff\xfe{}", "not UTF-8"),
         (json.dumps({"nbformat": 3, "worksheets": []}).encode(), "not a Jupyter notebook in nbformat 4"),
-        (notebook(cell("code", "x = 1"), {"source": "y"}), "cell 2 is mangled"),
-        (notebook({"cell_type": "code", "metadata": {}, "source": 42}), "cell 1 is mangled"),
-        (notebook(cell("code", "import torch"), answer("def f(:\n    pass")), "syntax error in ppo.ipynb (cell 2, line 1)"),
+        (notebook(cell("code", "x = 1"), {"source": "y"}), "the 2nd cell from the top is mangled"),
+        (notebook({"cell_type": "code", "metadata": {}, "source": 42}), "the 1st cell from the top is mangled"),
+        (notebook(cell("code", "import torch"), answer("def f(:\n    pass")), "syntax error in ppo.ipynb, the 2nd cell from the top, line 1: "),
+        # an nbgrader answer cell the student ran: named as Jupyter shows it
+        (notebook(cell("markdown", "# f"), cell("code", "import torch"), {**answer("x = 1\ndef f(:\n    pass", "f-answer"), "execution_count": 5}),
+         "syntax error in ppo.ipynb, your answer cell for f(), In [5], the 3rd cell from the top, line 2: "),
     ],
 )  # fmt: skip
 def test_broken_notebooks_are_one_line(data: bytes, says: str) -> None:
@@ -119,7 +122,7 @@ def test_grade_an_nbgrader_class(tmp_path: Path) -> None:
     assert rows["dan"]["score"] == 0
     assert "not valid notebook JSON" in rows["dan"]["exercises"][0]["problem"]
     assert rows["eve"]["score"] == 0
-    assert "cell 2 is mangled" in rows["eve"]["exercises"][0]["problem"]
+    assert "the 2nd cell from the top is mangled" in rows["eve"]["exercises"][0]["problem"]
     feedback = (tmp_path / "grades-feedback" / "dan.md").read_text()
     assert "not valid notebook JSON" in feedback
 

@@ -114,10 +114,13 @@ def test_check_helper_prints_the_report_and_returns_the_points(
     points = feedback.check("ppo", "gae", vars(rlkit_exercises.ppo))
     out = capsys.readouterr()
     assert points == 0 and points.max_points > 0 and str(points) == "0"
-    assert "gae() is not implemented yet" in out.out and out.err == ""
+    assert "gae() is not implemented yet" in out.out
+    # 0 points: one line on stderr, what `nbgrader validate` shows (the cell scores 0 anyway)
+    assert out.err == "0 points: not implemented yet: gae\n"
     assert feedback.check("ppo", "gae", vars(rlkit_solutions.ppo)) == points.max_points
     hidden = feedback.check("ppo", "gae", vars(rlkit_solutions.ppo), hidden=True)
-    assert hidden > 0 and "hidden checks" in capsys.readouterr().out
+    out = capsys.readouterr()
+    assert hidden > 0 and "hidden checks" in out.out and out.err == ""  # points: no stderr
 
 
 def test_check_helper_is_silent_on_stderr_and_stops_infinite_loops(
@@ -139,12 +142,14 @@ def test_check_helper_is_silent_on_stderr_and_stops_infinite_loops(
 
     full = feedback.check("ppo", "gae", {"gae": noisy})
     assert full == full.max_points
+    assert capsys.readouterr().err == ""  # the function's warning and stderr are swallowed
     assert feedback.check("ppo", "gae", {"gae": stuck}, time_limit=0.3) == 0
     out = capsys.readouterr()
-    assert out.err == ""
     assert "took longer than 0.3 s" in out.out
+    assert out.err == "0 points: the checks took longer than 0.3 s (an infinite loop?)\n"
     assert feedback.check("ppo", "gae", {}) == 0
-    assert "gae is not defined" in capsys.readouterr().out
+    out = capsys.readouterr()
+    assert "gae is not defined" in out.out and out.err.count("\n") == 1
 
 
 def test_cell_watch_zeroes_test_cells_after_a_failed_cell() -> None:

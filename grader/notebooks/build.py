@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlkit_grader.notebooks.source import ExerciseSource, FunctionSource, load_exercise_source
-from rlkit_grader.notebooks.teaching import formula_block, formulas, markdown_docstring
+from rlkit_grader.notebooks.teaching import Lesson, lesson, lesson_block, markdown_docstring
 
 SCHEMA_VERSION = 3
 EXTENSION = "rlkit_grader.notebooks.feedback"
@@ -72,21 +72,50 @@ def _meta(
     return out
 
 
-def _lesson(source: ExerciseSource, title: str, timeout: int, hidden_points: int) -> str:
+def _names(signature: str) -> set[str]:
+    return set(re.findall(r"(\w+)\s*[:=,)]", signature))
+
+
+def lessons(source: ExerciseSource) -> tuple[Lesson, dict[str, Lesson]]:
+    """The formulas of the exercise's module docstring and of each function's."""
+    functions = {
+        fn.name: lesson(fn.docstring, fn.name, _names(fn.signature)) for fn in source.functions
+    }
+    return lesson(source.docstring), functions
+
+
+def _lesson(
+    source: ExerciseSource,
+    title: str,
+    timeout: int,
+    hidden_points: int,
+    module: Lesson,
+    functions: dict[str, Lesson],
+) -> str:
     paragraphs = [p for p in re.split(r"\n\s*\n", source.docstring) if p.strip()]
     # the stub's "fill in ..., then run `rlkit check`" is for files; the notebook says its own
     kept = [p for p in paragraphs if "YOUR CODE HERE" not in p and "rlkit check" not in p]
     parts = [f"# {title or source.name}", *(markdown_docstring(p) for p in kept)]
-    block = formula_block(formulas(source.docstring, everywhere=True))
-    if block:
-        parts.append(block)
+    key = [
+        f"`{fn.name}`: " + "\n\n".join(f.markdown() for f in functions[fn.name].key)
+        for fn in source.functions
+        if functions[fn.name].key
+    ]
+    if key or module.all:
+        parts.append("### The formulas")
+    if module.all:
+        parts.append("\n\n".join(f.markdown() for f in module.all))
+    if key:
+        parts.append("**What you will write**, each function's key equation:")
+        parts += key
     hidden = (
         f" Hidden checks on other inputs ({hidden_points} points) run when your notebook is graded."
         if hidden_points
         else ""
     )
+    parts.append("### How this notebook works")
     parts.append(
-        "**How this notebook works.** Run the set-up cell first. For each function, replace "
+        "Run the set-up cell first. For each function, replace "
         "`# YOUR CODE HERE` and the `raise NotImplementedError()` line in its answer cell with "
         "your code and run the cell, then run the test cell below it: it runs the same checks "
         f"as `rlkit check {source.name}` and shows a small counterexample for each one that "
@@ -98,10 +127,9 @@ def _lesson(source: ExerciseSource, title: str, timeout: int, hidden_points: int
     return "\n\n".join(parts)
 
 
-def _function_lesson(number: int, fn: FunctionSource, signature: str) -> str:
+def _function_lesson(number: int, fn: FunctionSource, signature: str, formulas: Lesson) -> str:
     parts = [f"## {number}. `{fn.name}{signature}`", markdown_docstring(fn.docstring)]
-    names = set(re.findall(r"(\w+)\s*[:=,)]", signature))
-    block = formula_block(formulas(fn.docstring, names))
+    block = lesson_block(formulas)
     if block:
         parts.append(block)
     return "\n\n".join(parts)
@@ -160,11 +188,13 @@ def test_source(
     )
 
 
-def build_notebook(exercise: Any, timeout: int) -> Any:
+def build_notebook(exercise: Any, timeout: int, warnings: list[str] | None = None) -> Any:
     """The nbgrader source notebook of a registered exercise, as nbformat 4.5 JSON data
     (written by hand: importing nbformat's validator costs seconds; the tests validate). The
     answer cells hold the reference and the hidden test cells run the active hidden set
-    (``rlkit_grader.hidden``): both are the instructor's (ReferenceMissing, one line, without them)."""
+    (``rlkit_grader.hidden``): both are the instructor's (ReferenceMissing, one line, without them).
+    ``warnings`` gets one line per formula line of a docstring that the lesson could not
+    restate in LaTeX (it stays in the docstring's text)."""
     from rlkit.registry import ReferenceMissing
     from rlkit_grader.hidden import active
 
@@ -182,8 +212,17 @@ def build_notebook(exercise: Any, timeout: int) -> Any:
         cells.append(cell)
 
     hidden_total = sum(p.hidden for p in points.values())
+    module, functions = lessons(source)
+    if warnings is not None:
+        for where, found in [(name, module), *((f"{name}.{f}", functions[f]) for f in functions)]:
+            warnings += [
+                f"{where}: a formula line not restated in LaTeX (it stays in the text): {line}"
+                for line in found.skipped
+            ]
     add(
-        new_markdown_cell(_lesson(source, exercise.title, timeout, hidden_total)),
+        new_markdown_cell(
+            _lesson(source, exercise.title, timeout, hidden_total, module, functions)
+        ),
         f"{name}-intro",
     )
     setup = (
@@ -194,7 +233,7 @@ def build_notebook(exercise: Any, timeout: int) -> Any:
     add(new_code_cell(setup.strip()), f"{name}-setup")
     for number, fn in enumerate(source.functions, start=1):
         add(
-            new_markdown_cell(_function_lesson(number, fn, fn.signature)),
+            new_markdown_cell(_function_lesson(number, fn, fn.signature, functions[fn.name])),
             f"{fn.name}-lesson",
         )
         add(new_code_cell(answer_source(fn)), f"{fn.name}-answer", solution=True, locked=False)

@@ -21,13 +21,28 @@ DEFAULT_TIMEOUT = 60
 CONFIG = '''"""nbgrader's configuration for this course, written by `rlkit nbgrader build`.
 
 The notebooks' test cells call rlkit's grader, so nbgrader (and the kernel it starts) must run
-in the environment where rlkit is installed.
+in the environment where rlkit is installed. nbgrader reads this file from the folder it runs
+in: run nbgrader's commands in this folder (it is the course's root).
 """
+
+import os
+import warnings
 
 c = get_config()  # noqa: F821 - provided by nbgrader
 
+# nbgrader's gradebook with SQLAlchemy 2 warns "Object of type <SubmittedAssignment> not in
+# session, add operation along ... will not proceed" for every student it autogrades; the
+# grades are saved all the same (nbgrader's known behaviour), so the warning is left out.
+warnings.filterwarnings("ignore", message=r"Object of type <Submitted\\w+> not in session")
+
 c.CourseDirectory.course_id = {course_id!r}
-c.CourseDirectory.root = "."
+
+# Where `nbgrader release_assignment` puts assignments and `nbgrader fetch_assignment` /
+# `submit` / `collect` exchange them (nbgrader's default is /usr/local/share/nbgrader/exchange).
+# nbgrader makes it writable by everyone (mode 0777) so students can submit. Students on other
+# accounts (JupyterHub) need a folder they can all reach: set it to one outside this course
+# folder, which holds the solutions and the course key.
+c.Exchange.root = {exchange}
 
 # A cell that runs longer than this (seconds) is interrupted: a student's infinite loop costs
 # that notebook's remaining test cells, never the whole batch.
@@ -37,9 +52,24 @@ c.Execute.interrupt_on_timeout = True
 # A test cell the student deleted is put back and graded, as `rlkit grade` would grade it.
 c.OverwriteCells.add_missing_cells = True
 
+# nbgrader's steps before autograding, with rlkit's OverwriteCells: it puts the hidden tests
+# back into the released hidden test cells without nbgrader's false "Attribute 'checksum' ...
+# has changed!" warning for each of them (a cell a student did change is still reported).
+c.Autograde.sanitize_preprocessors = [
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.DeduplicateIds",
+    "nbgrader.preprocessors.OverwriteKernelspec",
+    "rlkit_grader.notebooks.nbgrader_steps.OverwriteCells",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+
 # The student's answer replaces exactly what the exercise stubs hold.
 c.ClearSolutions.code_stub = {{"python": "# YOUR CODE HERE\\nraise NotImplementedError()"}}
 '''
+#: the exchange folder's name in the course folder, when none is given
+EXCHANGE = "exchange"
+#: how the config names the course's own exchange folder (beside nbgrader_config.py)
+_OWN_EXCHANGE = 'os.path.join(os.path.dirname(os.path.abspath(__file__)), "exchange")'
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -48,6 +78,10 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 class BuildResult:
     config: Path
     config_written: bool
+    #: nbgrader's exchange folder, as the config names it (None: a config kept from before)
+    exchange: Path | None = None
+    #: formula lines of the docstrings the lessons could not restate in LaTeX
+    warnings: list[str] = field(default_factory=list)
     notebooks: list[Path] = field(default_factory=list)
     points: dict[str, int] = field(default_factory=dict)
 
@@ -88,8 +122,10 @@ def build_course(
     timeout: int = DEFAULT_TIMEOUT,
     force: bool = False,
     course_id: str | None = None,
+    exchange: Path | None = None,
 ) -> BuildResult:
-    """Write ``nbgrader_config.py`` (kept when it exists) and ``source/<assignment>/*.ipynb``."""
+    """Write ``nbgrader_config.py`` (kept when it exists) and ``source/<assignment>/*.ipynb``.
+    ``exchange``: nbgrader's exchange folder (default: ``exchange/`` in the course folder)."""
     from rlkit_grader.api import select_exercises
     from rlkit_grader.notebooks.build import build_notebook, to_json
 
@@ -103,7 +139,8 @@ def build_course(
     if course_dir.exists() and not course_dir.is_dir():
         raise UsageError(f"{course_dir} exists and is not a folder; pass a course folder")
     selected = select_exercises(exercises)
-    notebooks = {ex.name: build_notebook(ex, timeout) for ex in selected}
+    warnings: list[str] = []
+    notebooks = {ex.name: build_notebook(ex, timeout, warnings) for ex in selected}
     texts = {name: to_json(nb) for name, nb in notebooks.items()}
 
     folder = course_dir / "source" / assignment
@@ -123,9 +160,15 @@ def build_course(
     if config_written:
         _write(
             config,
-            CONFIG.format(course_id=course_id or course_dir.resolve().name, timeout=int(timeout)),
+            CONFIG.format(
+                course_id=course_id or course_dir.resolve().name,
+                timeout=int(timeout),
+                exchange=_OWN_EXCHANGE if exchange is None else repr(str(exchange.absolute())),
+            ),
         )
-    result = BuildResult(config, config_written)
+    result = BuildResult(config, config_written, warnings=warnings)
+    if config_written:
+        result.exchange = (course_dir / EXCHANGE) if exchange is None else exchange.absolute()
     for ex in selected:
         path = folder / f"{ex.name}.ipynb"
         _write(path, texts[ex.name])

@@ -2,9 +2,10 @@
 
 ``check(exercise, function, globals())`` grades one function with the same stored vectors and
 judges as ``rlkit check``, prints the same report, and returns the points as the cell's value:
-nbgrader reads a test cell whose output is a number as partial credit. It writes nothing to
-stderr (nbgrader scores any stderr output as a failure): warnings and whatever the student's code
-prints while it is checked are swallowed.
+nbgrader reads a test cell whose output is a number as partial credit. nbgrader scores any
+stderr output as a failure, so a cell that earns points writes nothing there (warnings and
+whatever the student's code prints while it is checked are swallowed); a cell that earns 0
+writes one line to stderr saying why, which is what ``nbgrader validate`` shows a student.
 
 Loaded as an IPython extension (``%load_ext rlkit_grader.notebooks.feedback``, in the notebook's set-up
 cell) it also watches the cells: grading (``rlkit grade`` and nbgrader alike) runs the student's
@@ -66,10 +67,15 @@ class CellWatch:
         self.current = getattr(info, "cell_id", None) or raw
         self.sources[self.current] = raw
 
+    prompts: dict[str, int] = field(default_factory=dict)
+
     def post_run_cell(self, result: Any) -> None:
         key = self.current
         if key is None or key in self.tests:
             return
+        count = getattr(result, "execution_count", None)
+        if isinstance(count, int):
+            self.prompts[key] = count
         error = getattr(result, "error_before_exec", None) or getattr(result, "error_in_exec", None)
         if error is None:
             self.failed.pop(key, None)
@@ -77,16 +83,18 @@ class CellWatch:
             self.failed[key] = _describe_error(error)
 
     def problem(self) -> str | None:
-        """One paragraph when some non-test cell failed the last time it ran."""
+        """One paragraph when some non-test cell failed the last time it ran: the cell as
+        Jupyter shows it (its prompt, ``In [5]``, and its first line)."""
         if not self.failed:
             return None
         key, error = next(iter(self.failed.items()))
         first = next((s for s in self.sources.get(key, "").splitlines() if s.strip()), "")
         more = f" (and {len(self.failed) - 1} more)" if len(self.failed) > 1 else ""
+        prompt = f"In [{self.prompts[key]}], " if key in self.prompts else ""
         return (
-            f"0 points: the cell starting `{first.strip()[:60]}` {error}{more}. Grading runs "
-            "all your code cells top to bottom as one program, so every cell must finish "
-            "without an error. Fix that cell, run it again, then run this one."
+            f"0 points: the cell {prompt}starting `{first.strip()[:60]}`, {error}{more}. "
+            "Grading runs all your code cells top to bottom as one program, so every cell must "
+            "finish without an error. Fix that cell, run it again, then run this one."
         )
 
 
@@ -208,11 +216,42 @@ def check(
         watch.tests.add(watch.current)
     with _hidden_set(hidden_set) as problem:
         if problem is not None:
-            print(f"0 points: cannot run the hidden checks of {function}() here: {problem}")
+            why = f"cannot run the hidden checks of {function}() here: {problem}"
+            print(f"0 points: {why}")
+            _zero(why)
             return Points(0, 0)
         max_points, text, points = _run(exercise, function, namespace, hidden, time_limit, watch)
     print(text)
+    if points == 0 and max_points:
+        _zero(_why_zero(function, text, hidden))
     return Points(points, max_points)
+
+
+def _zero(why: str) -> None:
+    """The one line a 0-point cell writes to stderr: ``nbgrader validate`` shows a failed
+    cell's stderr (else only "Partial credit; passed some but not all of the tests"), and the
+    cell scores 0 either way."""
+    import sys
+
+    from rlkit_grader.render import one_line
+
+    print(f"0 points: {one_line(why)[:300]}", file=sys.stderr)
+
+
+def _why_zero(function: str, text: str, hidden: bool) -> str:
+    """Why a test cell earned nothing, in a line, from the feedback just printed (grader
+    text; a hidden cell's feedback holds nothing the function wrote)."""
+    lines = text.strip().splitlines()
+    first = lines[0] if lines else ""
+    if first.startswith("0 points: "):
+        return first[len("0 points: ") :]
+    if hidden:
+        return f"{function}() fails its hidden checks (the lines above say which)"
+    why = first.split(" - ", 1)[1] if " - " in first else first
+    failed = next(
+        (ln.strip()[len("FAIL ") :] for ln in lines[1:] if ln.strip().startswith("FAIL ")), ""
+    )
+    return f"{why}; {failed}" if failed and not why.startswith("not implemented") else why
 
 
 @contextlib.contextmanager

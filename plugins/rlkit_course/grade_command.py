@@ -10,8 +10,19 @@ from typing import Any
 import click
 
 
+def _eta(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def _progress(console_file: Any) -> tuple[Any, Any]:
-    """A progress bar with ETA on a terminal; one line per student otherwise (logs, CI)."""
+    """A progress bar with ETA on a terminal; one line per student otherwise (logs, CI), with
+    the time left once a few students are graded."""
+    import time
+
     state: dict[str, Any] = {}
 
     def start(total: int, skipped: int) -> Any:
@@ -43,7 +54,7 @@ def _progress(console_file: Any) -> tuple[Any, Any]:
             bar.start()
             state["bar"] = bar
             state["task"] = bar.add_task("", total=total)
-        state["done"], state["total"] = 0, total
+        state["done"], state["total"], state["t0"] = 0, total, time.monotonic()
 
         def tick(student: str, record: dict[str, Any] | None) -> None:
             from rlkit_grader.render import one_line
@@ -55,8 +66,11 @@ def _progress(console_file: Any) -> tuple[Any, Any]:
                 from rich.markup import escape  # nor rich markup
 
                 state["bar"].update(state["task"], advance=1, description=f"{escape(name)} {score}")
-            else:
-                click.echo(f"[{state['done']}/{total}] {name} {score}", err=True)
+                return
+            done, elapsed = state["done"], time.monotonic() - state["t0"]
+            left = total - done
+            eta = f" (ETA {_eta(elapsed / done * left)})" if left and done >= 3 else ""
+            click.echo(f"[{done}/{total}] {name} {score}{eta}", err=True)
 
         return tick
 
@@ -81,7 +95,8 @@ def _progress(console_file: Any) -> tuple[Any, Any]:
     "fmt",
     type=click.Choice(["csv", "json", "gradescope"]),
     default=None,
-    help="Default: from --out's suffix (.csv, .json), else csv.",
+    help="Default: from --out's suffix (.csv, .json); gradescope: --out is a folder (or one "
+    "results.json).",
 )
 @click.option("--jobs", type=click.IntRange(min=1), default=None, help="Parallel gradings [cores].")
 @click.option(
@@ -105,6 +120,14 @@ def _progress(console_file: Any) -> tuple[Any, Any]:
 )
 @click.option("--assignment", default=None, help="nbgrader: grade this assignment's notebooks.")
 @click.option(
+    "--student",
+    "students",
+    multiple=True,
+    metavar="NAME",
+    help="Grade (again) only this student's folder, even when unchanged; the others keep "
+    "their grades. Repeat for several.",
+)
+@click.option(
     "--no-sandbox",
     is_flag=True,
     help="Grade without the namespace sandbox (only for code you trust).",
@@ -126,6 +149,7 @@ def grade_command(
     feedback: Path | None,
     report: Path | None,
     assignment: str | None,
+    students: tuple[str, ...],
     no_sandbox: bool,
     key: str | None,
 ) -> None:
@@ -137,11 +161,19 @@ def grade_command(
     batch, and a re-run skips students whose files did not change. Exit 2 when there is
     nothing to grade, 130 when interrupted.
     """
+    from rlkit.errors import UsageError
     from rlkit_grader import batch, class_report, exports
     from rlkit_grader import feedback as student_feedback
+    from rlkit_grader.render import one_line
     from rlkit_grader.submissions import safe_name
 
-    fmt = fmt or {".json": "json", ".csv": "csv"}.get(out.suffix, "csv")
+    fmt = batch.out_format(out, fmt)
+    other = exports.foreign(out, fmt)
+    if other is not None:  # never overwrite another tool's output (nbgrader export's, say)
+        raise UsageError(
+            f"--out {out} exists and is {other}: rlkit grade does not overwrite it; pass "
+            "another --out (e.g. rlkit-grades.csv) or delete it"
+        )
     limits: dict[str, float] = {}
     if timeout is not None:
         budget = max(30.0, 6 * timeout)  # an exercise's worker runs several calls
@@ -152,6 +184,7 @@ def grade_command(
         limits=limits,
         sandbox="none" if no_sandbox else "bwrap",
         assignment=assignment,
+        students=list(students),
     )
     layout = batch.Layout.beside(out, fmt, feedback, report)
     from rlkit_grader import hidden  # which hidden checks: every record names the set
@@ -185,18 +218,34 @@ def grade_command(
         sys.exit(130)
     for record in outcome.records:  # students kept from an earlier run too (--feedback may be new)
         path = layout.feedback / f"{safe_name(record['student'])}.md"
-        if not path.is_file():
+        if not path.is_file() or not path.with_suffix(".html").is_file():
             on_record(record, course)
     html = class_report.write(outcome.records, course, layout.report)
     scores = [r["score"] for r in outcome.records]
-    mean = sum(scores) / len(scores)
-    click.echo(
-        f"Graded {outcome.graded} of {len(outcome.records)} students ({outcome.skipped} "
-        "unchanged since the last run); "
-        f"class mean {mean:.1f}/{outcome.records[0]['max_score']}."
-    )
+    mean = sum(scores) / len(scores) if scores else 0.0
+    top = outcome.records[0]["max_score"] if outcome.records else 0
+    if students:
+        click.echo(
+            f"Graded {outcome.graded} of {len(outcome.records)} students (--student: "
+            f"{', '.join(one_line(s) for s in students)}; the others keep their grades); "
+            f"class mean {mean:.1f}/{top}."
+        )
+    else:
+        click.echo(
+            f"Graded {outcome.graded} of {len(outcome.records)} students ({outcome.skipped} "
+            f"unchanged since the last run); class mean {mean:.1f}/{top}."
+        )
+    if outcome.stale:
+        click.echo(
+            f"Not graded (--student): {len(outcome.stale)} other students whose files changed "
+            f"since their grade, or who have none ({', '.join(one_line(s) for s in outcome.stale[:5])}"
+            f"{' ...' if len(outcome.stale) > 5 else ''}); run without --student to grade them.",
+            err=True,
+        )
     click.echo(f"Grades: {where}")
-    click.echo(f"Feedback for each student: {layout.feedback}/")
+    click.echo(f"Feedback for each student: {layout.feedback}/ (<student>.md and .html)")
     click.echo(f"Class report: {html}")
-    protections = sorted({r["protection"] for r in outcome.records})
-    click.echo(f"Protection: {'; '.join(protections)}")
+    # the protection, stated once (its few words are in each row, the whole text here and at
+    # the end of the class report)
+    for text in class_report._protections(outcome.records):
+        click.echo(f"Protection: {text}")

@@ -31,6 +31,14 @@ def nbgrader_group() -> None:
 )
 @click.option("--force", is_flag=True, help="Overwrite notebooks that were edited since.")
 @click.option(
+    "--exchange",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="nbgrader's exchange folder, where release_assignment puts the assignment and "
+    "students submit [COURSE_DIR/exchange; written to nbgrader_config.py when it is created]. "
+    "Students on other accounts need one they can all reach, outside the course folder.",
+)
+@click.option(
     "--key",
     default=None,
     help="The course's secret the hidden checks' inputs are drawn from: a key file "
@@ -43,6 +51,7 @@ def build_command(
     assignment: str,
     timeout: int,
     force: bool,
+    exchange: Path | None,
     key: str | None,
 ) -> None:
     """Write an nbgrader course: nbgrader_config.py and one notebook per exercise (all
@@ -57,13 +66,17 @@ def build_command(
         raise UsageError(f"{course_dir} exists and is not a folder; pass a course folder")
     hidden.use_for_command(key, course_dir / hidden.KEY_FILE, exercises, create=True)
 
-    result = build_course(course_dir, exercises, assignment, timeout, force)
+    result = build_course(course_dir, exercises, assignment, timeout, force, exchange=exchange)
     if result.config_written:
-        click.echo(f"Wrote {result.config}")
+        click.echo(f"Wrote {result.config} (nbgrader's exchange: {result.exchange}/)")
     else:
         click.echo(f"Kept {result.config} (delete it to regenerate)")
+        if exchange is not None:
+            click.echo(f"--exchange is not applied: set c.Exchange.root in {result.config}")
     for path in result.notebooks:
         click.echo(f"Wrote {path} ({result.points[path.stem]} points)")
+    for line in result.warnings:  # a plugin's formula the lesson left as text, said aloud
+        click.echo(f"Note: {line}", err=True)
     import importlib.util
 
     if importlib.util.find_spec("nbgrader") is None:
