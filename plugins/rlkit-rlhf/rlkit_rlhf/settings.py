@@ -55,6 +55,8 @@ class _Shared:
     max_grad_norm: float = 1.0
     logging_steps: int = 1
     seed: int = 0
+    #: torch CPU threads: one is fastest for the tiny model (and far faster on a busy machine)
+    threads: int = setting(1, min=1)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
