@@ -2,7 +2,8 @@
 with a closed-form property) and, when it fails, says why with a small counterexample; when the
 answer behaves exactly like a known classic mistake, the message names it.
 
-The judges here are generic (any exercise may use them by name). A judge that serves one
+The judges here are generic (any exercise may use them by name; grader/README.md has the
+table of kinds and parameters). A judge that serves one
 exercise lives beside that exercise's checks and is named by import path in the check,
 ``judge={"kind": "rlkit_grader.checks.ppo:zero_grad_when_clipped", ...}``. Every judge has the same
 signature, ``(check, got, arrays, params) -> list[Failure]``; the helpers below (``each_call``,
@@ -300,6 +301,17 @@ def call_failure(
     return None
 
 
+def gradient_of(call: CallData, check: CheckData) -> str:
+    """Whose gradient a call asks for, where the function has several outputs: ``" of
+    `returns`"``, or ``" of `advantages` and `returns`"`` when several are weighted ("" for
+    a function with one output: its gradient is unambiguous)."""
+    n = len(call.cotangents)
+    weighted = [check.output_name(i, n) for i, k in enumerate(call.cotangents) if k is not None]
+    if n <= 1 or not weighted:
+        return ""
+    return " of " + " and ".join(weighted)
+
+
 def _cot_note(call: CallData, arrays: Mapping[str, np.ndarray], check: CheckData) -> str:
     keys = [k for k in call.cotangents if k is not None]
     if len(keys) == 1 and arrays[keys[0]].ndim == 0:
@@ -328,7 +340,8 @@ def grad_problem(
         if g is None:
             extra = f" ({got.grad_error})" if got.grad_error else ""
             return (
-                f"no gradient reaches `{name}` for {describe_call(call, arrays)}{extra}: "
+                f"no gradient{gradient_of(call, check)} reaches `{name}` for "
+                f"{describe_call(call, arrays)}{extra}: "
                 f"the result is cut off from autograd (numpy, .item(), .detach(), "
                 f"torch.tensor(...) or an in-place write on the way?)"
             )
@@ -337,7 +350,7 @@ def grad_problem(
         if not ok.all():
             what = "not finite (nan/inf)" if not np.isfinite(g).all() else "wrong"
             return (
-                f"the gradient with respect to `{name}` is {what} for "
+                f"the gradient{gradient_of(call, check)} with respect to `{name}` is {what} for "
                 f"{describe_call(call, arrays)}{_cot_note(call, arrays, check)}: "
                 f"{mismatch(g, w, ok)}"
             )
@@ -406,14 +419,21 @@ def _grads(check: CheckData, got: Got, arrays: Arrays, params: dict) -> list[Fai
 
 
 def _no_grad_leak(check: CheckData, got: Got, arrays: Arrays, params: dict) -> list[Failure]:
+    """No gradient of the weighted outputs reaches the inputs named in ``params["args"]``
+    (``explain``: why, and the fix; by default, detach the input where it is used)."""
+
     def leak(call: CallData, g: Outcome) -> tuple[str | None, bool]:
         for name in params["args"]:
             grad = g.grads.get(call.arg_names.index(name))
             if grad is not None and np.any(np.abs(grad) > 0):
+                fix = params.get("explain") or (
+                    f"{call.function}() must pass none to `{name}` here: use "
+                    f"`{name}.detach()` where it is used"
+                )
                 return (
-                    f"gradient flows into `{name}` (d/d{name} = {fmt(grad)}) for "
-                    f"{describe_call(call, arrays)}; it is data, not something to learn: "
-                    f"use `{name}.detach()`",
+                    f"the gradient{gradient_of(call, check)} flows into `{name}` "
+                    f"(d/d{name} = {fmt(grad)}) for {describe_call(call, arrays)}"
+                    f"{_cot_note(call, arrays, check)}; {fix}",
                     bool(np.max(np.abs(grad)) > 1e-6),
                 )
         return None, False
@@ -548,11 +568,29 @@ def same_outcome(a: Outcome | None, b: Outcome) -> bool:
 
 
 def recognize(check: CheckData, got: Got) -> str | None:
-    """The name of a known mistake that behaves exactly like the student's code on this check."""
-    for name in check.caught:
+    """The name of a known mistake the student's code makes on this check: it behaves exactly
+    like the mistake (or one of its declared variants, stored as ``name~1``...) on every call;
+    else, a partial variant, like the mistake on some calls and like the reference on the
+    others (the mistake made in some cases only)."""
+    from rlkit_grader.spec import mistake_name
+
+    for key in check.caught:
         if all(
-            name in c.mistakes and same_outcome(g, c.mistakes[name])
-            for c, g in zip(check.calls, got)
+            key in c.mistakes and same_outcome(g, c.mistakes[key]) for c, g in zip(check.calls, got)
         ):
-            return name
+            return mistake_name(key)
+    for key in check.caught:
+        like_mistake = like_reference = 0
+        for c, g in zip(check.calls, got):
+            if key not in c.mistakes:
+                break
+            if c.expected is not None and c.expected.ok and same_outcome(g, c.expected):
+                like_reference += 1
+            elif same_outcome(g, c.mistakes[key]):
+                like_mistake += 1
+            else:
+                break
+        else:
+            if like_mistake and like_reference:
+                return mistake_name(key)
     return None

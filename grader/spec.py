@@ -90,14 +90,43 @@ class Check:
         return self.cases(np.random.default_rng(zlib.crc32(seed.encode())))
 
 
+#: how a mistake's variant is keyed in the stored vectors: ``ignores_dones~1``
+VARIANT_SEP = "~"
+
+
 @dataclass(frozen=True)
 class Mistake:
-    """A classic wrong answer: named in feedback when a student's code behaves exactly like it."""
+    """A classic wrong answer: named in feedback when a student's code behaves like it.
+
+    ``impl`` is the mistake as it is usually made; ``variants`` are other ways to make the
+    same mistake that behave differently on some inputs (the mistake made in one place of
+    two, or only in float32...). Each variant is stored and recognized like the mistake
+    itself, under the same name and explanation, so feedback names it too. Each must fail a
+    public check and be named (``tests/test_mistake_variants.py`` holds every registered
+    catalogue to that, as ``tests/test_exercise_mistakes.py`` does the mistakes).
+
+    Recognition (``rlkit_grader.judges.recognize``): a failed check names the mistake when,
+    on every call of the check, the student's code behaves like the mistake or one of its
+    variants, or (a partial variant) behaves like the mistake on some calls and like the
+    reference on the others.
+    """
 
     name: str
     function: str
     explanation: str
     impl: Callable[..., Any]
+    variants: tuple[Callable[..., Any], ...] = ()
+
+    def implementations(self) -> list[tuple[str, Callable[..., Any]]]:
+        """``(key, impl)`` for the mistake and each variant: ``name``, ``name~1``, ..."""
+        return [(self.name, self.impl)] + [
+            (f"{self.name}{VARIANT_SEP}{i}", impl) for i, impl in enumerate(self.variants, 1)
+        ]
+
+
+def mistake_name(key: str) -> str:
+    """The catalogued mistake a stored key (``ignores_dones~1``: a variant) belongs to."""
+    return key.split(VARIANT_SEP, 1)[0]
 
 
 @dataclass(frozen=True)

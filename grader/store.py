@@ -353,16 +353,19 @@ def _generate(
         for mi, mistake in enumerate(mistakes):
             if mistake.function not in {d.function for d in datas}:
                 continue
-            fns = SimpleNamespace(**{**ref, mistake.function: mistake.impl})
-            outcomes = []
-            for d in datas:
-                meta, outs = execute_call(fns, d.request(), arrays)
-                outcomes.append(Outcome.from_meta(meta, outs))
-            if judge(cd, outcomes, arrays).passed:  # type: ignore[arg-type]
-                continue
-            caught.append(mistake.name)
-            for j, o in enumerate(outcomes):
-                jsons[j]["mistakes"][mistake.name] = o.to_meta(table.namer(f"@{ci}.{j}.m{mi}"))
+            # the mistake, then each of its variants (stored as name~1, name~2, ...)
+            for vi, (name, impl) in enumerate(mistake.implementations()):
+                fns = SimpleNamespace(**{**ref, mistake.function: impl})
+                outcomes = []
+                for d in datas:
+                    meta, outs = execute_call(fns, d.request(), arrays)
+                    outcomes.append(Outcome.from_meta(meta, outs))
+                if judge(cd, outcomes, arrays).passed:  # type: ignore[arg-type]
+                    continue
+                caught.append(name)
+                where = f"m{mi}" + (f"v{vi}" if vi else "")
+                for j, o in enumerate(outcomes):
+                    jsons[j]["mistakes"][name] = o.to_meta(table.namer(f"@{ci}.{j}.{where}"))
         doc = {
             **({"index": index[ci]} if index is not None else {}),
             "name": check.name,
