@@ -145,3 +145,6 @@ def register(cli: click.Group) -> None:
     from rlkit_course.nbgrader_command import nbgrader_group  # rlkit nbgrader build
 
     cli.add_command(nbgrader_group)
+    from rlkit_course.gradescope_command import gradescope_group  # rlkit gradescope build
+
+    cli.add_command(gradescope_group)
