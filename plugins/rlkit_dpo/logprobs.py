@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch.utils.checkpoint import checkpoint
+from torch.utils.checkpoint import checkpoint, set_checkpoint_early_stop
 
 SequenceLogProbs = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -124,7 +124,11 @@ def lean_sequence_log_probs(
             if c0 > 0:  # its first token was the last one of the block before
                 mask = torch.cat([torch.zeros_like(mask[:, :1]), mask[:, 1:]], dim=1)
             args = (hidden[r0:r1, c0:c1], input_ids[r0:r1, c0:c1], mask)
-            value = checkpoint(block, *args, use_reentrant=False) if recompute else block(*args)
+            if recompute:  # recomputed whole: stopping early raises inside the student's code
+                with set_checkpoint_early_stop(False):
+                    value = checkpoint(block, *args, use_reentrant=False)
+            else:
+                value = block(*args)
             total = value if total is None else total + value
         results.append(total)
     return results[0] if len(results) == 1 else torch.cat(results)

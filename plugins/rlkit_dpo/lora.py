@@ -17,7 +17,10 @@ ordinary model.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -102,17 +105,28 @@ def attach(model: Any, lora_config: Any, seed: int) -> Any:
     trainable; the adapter is float32 whatever the base's dtype."""
     from peft import get_peft_model
 
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), quiet():
         torch.manual_seed(seed)
         return get_peft_model(model, lora_config)
 
 
-def load(model: Any, folder: Path) -> Any:
-    """``model`` (the base) with the adapter saved in ``folder``, trainable."""
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Hide peft's use of a name transformers deprecated (a FutureWarning on every wrap)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=".*is_gradient_checkpointing", category=FutureWarning
+        )
+        yield
+
+
+def load(model: Any, folder: Path, trainable: bool = True) -> Any:
+    """``model`` (the base) with the adapter saved in ``folder``."""
     from peft import PeftModel
 
     try:
-        return PeftModel.from_pretrained(model, str(folder), is_trainable=True)
+        with quiet():
+            return PeftModel.from_pretrained(model, str(folder), is_trainable=trainable)
     except Exception as exc:  # noqa: BLE001 - one line
         raise RlkitError(f"cannot load the LoRA adapter in {folder}: {exc}") from None
 

@@ -220,8 +220,14 @@ def prepare_model(model: Any, gradient_checkpointing: bool) -> None:
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
     lm = causal_lm(model)
-    if gradient_checkpointing:
-        lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    kwargs = {"use_reentrant": False}
+    if hasattr(lm, "activation_checkpointing_enable"):  # transformers >= 5.x's names
+        if gradient_checkpointing:
+            lm.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            lm.activation_checkpointing_disable()
+    elif gradient_checkpointing:
+        lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     else:
         lm.gradient_checkpointing_disable()
 

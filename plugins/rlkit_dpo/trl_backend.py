@@ -162,7 +162,7 @@ def trl_config(s: DPOSettings, output_dir: str, bf16: bool = False) -> Any:
         output_dir=output_dir,
         per_device_train_batch_size=s.per_device_train_batch_size,
         learning_rate=s.learning_rate,
-        optim="sgd" if s.optim == "sgd" else "adamw_torch",
+        optim="sgd" if s.optim == "sgd" else _adamw(),
         num_train_epochs=s.num_train_epochs,
         max_steps=s.max_steps if s.max_steps is not None else -1,
         beta=s.beta,
@@ -181,6 +181,16 @@ def trl_config(s: DPOSettings, output_dir: str, bf16: bool = False) -> Any:
         # autograd graph every step (and its warning)
         ddp_find_unused_parameters=False,
     )
+
+
+def _adamw() -> str:
+    """The AdamW a ``DPOConfig`` gets by default (torch's fused one, from torch 2.8 on)."""
+    import dataclasses
+
+    from trl import DPOConfig
+
+    default = next(f.default for f in dataclasses.fields(DPOConfig) if f.name == "optim")
+    return str(getattr(default, "value", default)) if "adamw" in str(default) else "adamw_torch"
 
 
 def make_trl_trainer(
