@@ -49,8 +49,7 @@ SHARED = ("backend", "algo", "impl", "path", "seed", "out", "resume", "overrides
 #: fields the shared options fill in (``--impl``, ``--path``, ``--seed``, ``--algo``)
 SHARED_FIELDS = ("impl", "path", "seed", "algo")
 #: the command-line names the shared options (and help) take: no setting may take one
-SHARED_FLAGS = ("--backend", "--algo", "--impl", "--path", "--seed", "--out", "--resume", "--set",
-                "-h", "--help")  # fmt: skip
+SHARED_FLAGS = (*("--set" if n == "overrides" else f"--{n}" for n in SHARED), "-h", "--help")
 #: the implementations a trainer can run on: the reference solutions, or a student's files
 IMPLS = ("solution", "student")
 
