@@ -90,15 +90,35 @@ def exercise_functions(settings: Any) -> SimpleNamespace:
     one line naming the file)."""
     impl = getattr(settings, "impl", "solution")
     path = Path(settings.path) if getattr(settings, "path", None) else None
-    rlhf = load_exercise_functions("rlhf", impl, path)
     probs = load_exercise_functions("log_prob", impl, path)
-    if impl == "student":
-        ppo = load_exercise_functions("ppo", impl, path)
-        grpo_loss = getattr(rlhf.grpo_loss, "__wrapped__", rlhf.grpo_loss)
-        # rlhf.py's `from ppo import ppo_clip_loss` finds no module named ppo outside the
-        # workspace: the name it calls is the student's ppo_clip_loss, guarded
+    if impl != "student":
+        rlhf = load_exercise_functions("rlhf", impl, path)
+        return SimpleNamespace(**vars(rlhf), log_prob=probs.log_prob)
+    ppo = load_exercise_functions("ppo", impl, path)
+    # rlhf.py imports `from ppo import ppo_clip_loss`, as it does in `rlkit check` (where the
+    # workspace is the working folder): here `ppo` is the student's ppo.py, guarded
+    with _module_named("ppo", SimpleNamespace(**vars(ppo))):
+        rlhf = load_exercise_functions("rlhf", impl, path)
+    grpo_loss = getattr(rlhf.grpo_loss, "__wrapped__", rlhf.grpo_loss)
+    if "ppo_clip_loss" in getattr(grpo_loss, "__globals__", {}):  # also a name bound later
         grpo_loss.__globals__["ppo_clip_loss"] = ppo.ppo_clip_loss
     return SimpleNamespace(**vars(rlhf), log_prob=probs.log_prob)
+
+
+@contextlib.contextmanager
+def _module_named(name: str, module: Any) -> Iterator[None]:
+    """``import name`` finds ``module`` meanwhile (and what it found before, afterwards)."""
+    import sys
+
+    before = sys.modules.get(name)
+    sys.modules[name] = module
+    try:
+        yield
+    finally:
+        if before is None:
+            sys.modules.pop(name, None)
+        else:
+            sys.modules[name] = before
 
 
 def probe_reward_functions(functions: SimpleNamespace) -> None:

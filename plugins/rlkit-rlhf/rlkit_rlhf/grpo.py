@@ -30,6 +30,7 @@ import json
 import math
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -125,15 +126,25 @@ class GRPOTrainerBase(Trainer):
         n = self.settings.eval_prompts if episodes is None else episodes
         return self.heldout_prompts[:n] if n else self.heldout_prompts
 
-    def sample(self, model: Any, prompts: list[str]) -> Any:
-        """One sampled answer per prompt (seeded: before and after differ only because the
-        policy did), judged by the politeness rule."""
-        from rlkit_dpo.evaluate import sample_answers
+    def sample(self, model: Any, prompts: list[str]) -> Samples:
+        """One sampled answer per prompt (plain sampling at temperature 1, seeded: before and
+        after differ only because the policy did), judged by the politeness rule."""
+        from rlkit_dpo import task
         from rlkit_dpo.policy import LanguageModelPolicy
 
         policy = LanguageModelPolicy(model, self.tokenizer, _unused)
-        s = self.settings
-        return sample_answers(policy, prompts, "polite", s.max_new_tokens, seed=s.seed)
+        was_training = model.training
+        model.eval()
+        rng = torch.random.get_rng_state()
+        torch.manual_seed(self.settings.seed)
+        answers: list[str] = []
+        for start in range(0, len(prompts), 64):
+            answers += policy.act(
+                prompts[start : start + 64], max_new_tokens=self.settings.max_new_tokens
+            )
+        torch.random.set_rng_state(rng)
+        model.train(was_training)
+        return Samples(prompts, answers, [task.judge(a) for a in answers])
 
     def judged_rate(self, prompts: list[str] | None = None) -> float:
         """The held-out judged rate of the policy as it is now (the benchmark's measure)."""
@@ -178,8 +189,8 @@ class GRPOTrainerBase(Trainer):
             "judged_rate_after": float(after.preferred_rate),
         }
         if not self.reward.is_rule:
-            r_before = _mean(self.reward(before.prompts, before.completions))
-            r_after = _mean(self.reward(after.prompts, after.completions))
+            r_before = _mean(self.reward(before.prompts, before.raw))
+            r_after = _mean(self.reward(after.prompts, after.raw))
             metrics["reward_before"], metrics["reward_after"] = r_before, r_after
             lines.append(f"Held-out mean reward (reward model): {r_before:.2f} -> {r_after:.2f}")
         lines.append(
@@ -188,12 +199,13 @@ class GRPOTrainerBase(Trainer):
         return Evaluation(metrics, lines)
 
     def write_evaluation(self, result: Evaluation, run_dir: Path, training: Mapping) -> None:
-        from rlkit_dpo.evaluate import as_dict
-
         data: dict[str, Any] = {"metrics": result.metrics, "training": dict(training)}
         for key, samples in (("before", self._before), ("after", self._after)):
             if samples is not None:
-                data[key] = as_dict(samples)
+                data[key] = [
+                    {"prompt": p, "completion": c, "verdict": v}
+                    for p, c, v in zip(samples.prompts, samples.completions, samples.verdicts)
+                ]
         (Path(run_dir) / common.EVAL_FILE).write_text(json.dumps(data, indent=2) + "\n")
 
     # -- save / load -----------------------------------------------------------------------
@@ -410,6 +422,23 @@ class NativeGRPOTrainer(GRPOTrainerBase):
     @classmethod
     def saved_step(cls, folder: Path) -> int:
         return int(_state(folder)["step"])
+
+
+@dataclass
+class Samples:
+    """Sampled answers (as generated, and stripped for reading) and the rule's verdicts."""
+
+    prompts: list[str]
+    raw: list[str]
+    verdicts: list[str]
+
+    @property
+    def completions(self) -> list[str]:
+        return [a.strip() for a in self.raw]
+
+    @property
+    def preferred_rate(self) -> float:
+        return sum(v == "polite" for v in self.verdicts) / max(1, len(self.verdicts))
 
 
 class PromptOrder:
