@@ -175,6 +175,16 @@ def _private_paths(bound: list[Path]) -> list[Path]:
             spec = importlib.util.find_spec(ep.value.split(":")[0].split(".")[0])
             for loc in (spec.submodule_search_locations or []) if spec else []:
                 found.add(Path(loc))
+    # every plugin's instructor package (its reference, mistakes, hidden vectors), which has
+    # no entry point of its own: named by the exercises it serves
+    with contextlib.suppress(Exception):
+        from rlkit.plugins import get_exercises
+
+        for ex in get_exercises().values():
+            for module in {ex.solution, ex.mistakes, ex.hidden} - {None, ""}:
+                spec = importlib.util.find_spec(module.split(".")[0])
+                for loc in (spec.submodule_search_locations or []) if spec else []:
+                    found.add(Path(loc))
     return sorted(p for p in found if p.is_dir() and _inside(p.resolve(), bound))
 
 
