@@ -397,3 +397,25 @@ def test_lora_reference_is_the_adapter_off_in_every_backend(tiny_qwen: Path, tmp
     assert abs(losses["native"] - LOG2) > 1e-3
     assert losses["trl"] == pytest.approx(losses["native"], abs=1e-5)
     assert losses["student"] == pytest.approx(losses["native"], abs=1e-5)
+
+
+def test_embedding_rows_gradient_is_the_dense_one(tiny_qwen: Path) -> None:
+    """Full fine-tuning, native: the tied embedding's gradient added row by row after the
+    backward pass equals autograd's dense one."""
+    from rlkit_dpo.model import load_model
+    from rlkit_dpo.policy import LanguageModelPolicy
+
+    model, tokenizer = load_model(str(tiny_qwen), "float32")
+    fn = load_exercise_functions("dpo", "solution").sequence_log_probs
+    rows = load_jsonl(DEFAULT_TRAIN)[:3]
+    batch = pack_pairs(encode_pairs(tokenizer, rows), tokenizer.pad_token_id, 256)
+    grads = []
+    for by_rows in (False, True):
+        model.zero_grad(set_to_none=True)
+        policy = LanguageModelPolicy(model, tokenizer, fn)
+        policy.embedding_grads = [] if by_rows else None
+        policy.packed_log_probs(batch).square().sum().backward()
+        policy.add_embedding_grads()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    for name, dense in grads[0].items():
+        assert torch.allclose(grads[1][name], dense, atol=1e-6), name

@@ -76,9 +76,46 @@ def lm_head(model: Any) -> Callable[[torch.Tensor], torch.Tensor]:
     return scaled
 
 
-def hidden_states(model: Any, **inputs: Any) -> torch.Tensor:
-    """The backbone's last hidden states for ``inputs`` (no logits computed)."""
-    return backbone(model)(**inputs, use_cache=False).last_hidden_state
+def hidden_states(
+    model: Any, *, input_ids: torch.Tensor, embedding_grads: list | None = None, **inputs: Any
+) -> torch.Tensor:
+    """The backbone's last hidden states (no logits computed).
+
+    ``embedding_grads``: a list to which, when the input embedding trains (full fine-tuning)
+    and is a plain ``nn.Embedding``, this appends ``(weight, input_ids, embeddings)``: the
+    embeddings are then looked up outside autograd, so the backward pass leaves their gradient
+    on ``embeddings`` instead of writing a dense ``[V, H]`` gradient (545 MB for Qwen2.5-0.5B,
+    mostly zeros) to add to the weight's; ``add_embedding_grads`` adds those rows after the
+    backward pass. The gradient is the same."""
+    stack = backbone(model)
+    embed = stack.get_input_embeddings()
+    weight = getattr(embed, "weight", None)
+    if (
+        embedding_grads is None
+        or type(embed) is not torch.nn.Embedding
+        or weight is None
+        or not weight.requires_grad
+        or not torch.is_grad_enabled()
+    ):
+        return stack(input_ids=input_ids, **inputs, use_cache=False).last_hidden_state
+    with torch.no_grad():
+        embeddings = embed(input_ids)
+    embeddings.requires_grad_()
+    embedding_grads.append((weight, input_ids, embeddings))
+    return stack(inputs_embeds=embeddings, **inputs, use_cache=False).last_hidden_state
+
+
+def add_embedding_grads(embedding_grads: list) -> None:
+    """After ``backward``: add each looked-up row's gradient to its embedding weight's
+    (``index_add_``, in place), then forget them (see ``hidden_states``)."""
+    for weight, ids, embeddings in embedding_grads:
+        if embeddings.grad is None:
+            continue
+        rows = embeddings.grad.reshape(-1, embeddings.shape[-1]).to(weight.dtype)
+        if weight.grad is None:
+            weight.grad = torch.zeros_like(weight)
+        weight.grad.index_add_(0, ids.reshape(-1), rows)
+    embedding_grads.clear()
 
 
 def lean_sequence_log_probs(

@@ -78,6 +78,7 @@ class NativeDPOTrainer(DPOTrainerBase):
         if not moved:
             self.reference  # noqa: B018 - made now, before any update (a copy, if one is needed)
         prepare_model(self.model, s.gradient_checkpointing)
+        self.policy.embedding_grads = []  # the input embedding's gradient row by row
         same_as_reference = not moved and not has_dropout(self.model)
 
         steps_per_epoch = math.ceil(len(pairs) / s.per_device_train_batch_size)
@@ -124,6 +125,7 @@ class NativeDPOTrainer(DPOTrainerBase):
                 )
                 loss, metrics = objective.loss(logps, batch)
                 loss.backward()
+                self.policy.add_embedding_grads()
                 del logps, loss
                 grad_norm = torch.nn.utils.clip_grad_norm_(params, s.max_grad_norm)
                 optimizer.step()

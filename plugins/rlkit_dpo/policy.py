@@ -20,7 +20,12 @@ import torch
 
 from rlkit.interfaces import Policy
 from rlkit_dpo.data import collate, encode_pairs
-from rlkit_dpo.logprobs import hidden_states, lean_sequence_log_probs, lm_head
+from rlkit_dpo.logprobs import (
+    add_embedding_grads,
+    hidden_states,
+    lean_sequence_log_probs,
+    lm_head,
+)
 
 SequenceLogProbs = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -39,6 +44,14 @@ class LanguageModelPolicy(Policy):
         self.tokenizer = tokenizer
         self.sequence_log_probs = sequence_log_probs
         self.autocast = autocast
+        #: a training loop that calls ``add_embedding_grads`` after each backward sets this:
+        #: the input embedding's gradient then comes row by row (``logprobs.hidden_states``)
+        self.embedding_grads: list | None = None
+
+    def add_embedding_grads(self) -> None:
+        """After ``backward``: the input embedding's rows' gradients (see ``embedding_grads``)."""
+        if self.embedding_grads:
+            add_embedding_grads(self.embedding_grads)
 
     def precision(self) -> contextlib.AbstractContextManager:
         """``torch.autocast`` to the compute dtype when the weights are wider (else nothing)."""
@@ -68,6 +81,7 @@ class LanguageModelPolicy(Policy):
                 input_ids=batch["packed_ids"],
                 attention_mask=batch["packed_mask"],
                 position_ids=batch["packed_positions"],
+                embedding_grads=self.embedding_grads,
             )
             first = batch["packed_ids"].shape[1] - kept
             return lean_sequence_log_probs(
