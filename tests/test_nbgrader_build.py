@@ -229,3 +229,86 @@ def test_solution_only_helpers_travel_inside_the_solution_region(
     region = cell.split("### BEGIN SOLUTION")[1]
     assert "def _square" in region and "SCALE = 1.0" in region
     assert cell.split("### BEGIN SOLUTION")[0].rstrip().endswith('"""pi r²."""')
+
+
+def _markdown(nb: nbformat.NotebookNode, grade_id: str) -> str:
+    return next(c.source for c in nb.cells if c.metadata["nbgrader"]["grade_id"] == grade_id)
+
+
+def test_lessons_restate_every_formula_with_its_condition(course: Path) -> None:
+    """Item 13: before, "$$ y = r $$", "$$ \\delta = 1 $$" and "$$ G_t = r_t $$" stood alone,
+    the PPO lesson never showed the clipped objective and "How this notebook works" sat
+    under "The formulas:"."""
+    nbs = notebooks(course)
+    reinforce = _markdown(nbs["reinforce"], "returns_to_go-lesson")
+    assert "When `dones[t]` is true the episode ended at step t: $$ G_{t} = r_{t} $$" in reinforce
+    loss = _markdown(nbs["reinforce"], "reinforce_loss-lesson")
+    assert "With `normalize` (the default): $$ \\hat{G} = (G - " in loss
+    assert "Otherwise: $$ \\hat{G} = G $$" in loss
+    for nb in nbs.values():  # no formula that only holds under a condition stands alone
+        for cell in nb.cells:
+            if cell.cell_type == "markdown":
+                lines = set(cell.source.splitlines())
+                for alone in ("$$ y = r $$", "$$ G_{t} = r_{t} $$", "$$ \\delta = 1 $$"):
+                    assert alone not in lines, (alone, cell.source)
+    # each function shows its key equation; PPO's is the clipped objective, in the intro too
+    intro = _markdown(nbs["ppo"], "ppo-intro")
+    clipped = r"\min(r \cdot A, \mathrm{clip}(r, 1-\epsilon, 1+\epsilon) \cdot A)"
+    assert clipped in _markdown(nbs["ppo"], "ppo_clip_loss-lesson")
+    formulas, how = intro.index("### The formulas"), intro.index("### How this notebook works")
+    assert formulas < intro.index(clipped) < how
+    for name in ("log_prob", "reinforce", "ppo", "dpo"):
+        for fn in select_exercises([name])[0].functions:
+            assert "**Key equation" in _markdown(nbs[name], f"{fn}-lesson"), fn
+    if "dqn" in nbs:  # the DQN plugin: the Huber case split with its conditions
+        huber = _markdown(nbs["dqn"], "dqn_loss-lesson")
+        assert r"$$ \mathrm{Huber}(x) = \frac{1}{2} \cdot x^2 $$ if |x| ≤ 1" in huber
+        assert r"$$ \mathrm{Huber}(x) = |x| - \frac{1}{2} $$ otherwise" in huber
+        target = _markdown(nbs["dqn"], "td_target-lesson")
+        assert "there is no next state: $$ y = r $$" in target
+
+
+def test_a_plugins_formulas_are_restated_or_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Item 6: a plugin's docstring with its formulas outside a ``Math:`` paragraph (before:
+    none of them in the lesson, and nothing said)."""
+    from rlkit.registry import Exercise
+    from rlkit_grader.notebooks.build import _function_lesson, lessons
+
+    doc = (
+        "λ-returns. [T], [T] → [T].\n\n"
+        "Recursion: walking backwards,\n"
+        "    G_t = r_t + γ·((1 − λ)·V_{t+1} + λ·G_{t+1})\n"
+        "and at the end G_{T−1} = r_{T−1}.\n\n"
+        "The TD error δ_t = r_t + γ·V_{t+1} − V_t drives it.\n\n"
+        "When ``lam`` is 0 the return is the one-step target: G_t = r_t + γ·V_{t+1}.\n\n"
+        "    weird = ⊗ something ⊕\n\n"
+        "Shapes: [T] float; mask[:, 0] = 0 always.\n\n"
+        "Pitfalls: log(0) = −inf.\n"
+    )
+    body = "    # YOUR CODE HERE\n    raise NotImplementedError()\n"
+    (tmp_path / "lamstub_mod.py").write_text(
+        f'"""Exercise — TD(λ)."""\n\n\ndef lam_return(rewards, values, lam):\n    """{doc}"""\n'
+        + body
+    )
+    (tmp_path / "lamsol_mod.py").write_text(
+        f'"""Exercise — TD(λ)."""\n\n\ndef lam_return(rewards, values, lam):\n    """{doc}"""\n'
+        "    return rewards\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    source = load_exercise_source(
+        Exercise("lamx", ("lam_return",), "lamstub_mod", "lamsol_mod", "x")
+    )
+    _, functions = lessons(source)
+    found = functions["lam_return"]
+    cell = _function_lesson(1, source.functions[0], source.functions[0].signature, found)
+    assert (
+        r"G_{t} = r_{t} + \gamma \cdot ((1 - \lambda) \cdot V_{t+1} + \lambda \cdot G_{t+1})"
+        in cell
+    )
+    assert r"$$ \delta_{t} = r_{t} + \gamma \cdot V_{t+1} - V_{t} $$" in cell
+    assert r"When `lam` is 0 the return is the one-step target: $$ G_{t} = r_{t} + " in cell
+    assert "**Key equation" in cell
+    assert r"\log(0)" not in cell and r"\mathrm{mask}" not in cell  # Pitfalls, Shapes
+    assert found.skipped == ["weird = ⊗ something ⊕"]  # named by rlkit nbgrader build

@@ -610,6 +610,7 @@ def lesson(doc: str, function: str = "", names: set[str] = frozenset()) -> Lesso
     summary = re.split(r"\.\s|\.$", paragraphs[0].replace("\n", " "))[0] if function else ""
     found: list[Formula] = []
     block_first: list[Formula] = []
+    any_block: list[Formula] = []  # a docstring without a ``Math:`` paragraph (a plugin's)
     math_first: Formula | None = None
     math_expression: str | None = None
     in_math = False
@@ -633,8 +634,12 @@ def lesson(doc: str, function: str = "", names: set[str] = frozenset()) -> Lesso
         out.skipped += skipped
         if function and blocks and not block_first and in_math:
             block_first = blocks
+        if function and blocks and not any_block:
+            any_block = blocks
     if function:
         out.key = _key(function, summary, found, block_first, math_first, math_expression, names)
+        if not out.key:  # no Math: paragraph: its first formula block, else its first formula
+            out.key = any_block or [Formula(f.latex) for f in found[:1]]
     seen = {f.latex for f in out.key}
     for f in found:
         if f.latex not in seen:
