@@ -320,8 +320,11 @@ def test_released_notebook_runs_for_a_student(graded: Class) -> None:
     assert len(visible) == 3
     for cell in visible:
         outputs = cell["outputs"]
-        assert not any(o.get("name") == "stderr" or o["output_type"] == "error" for o in outputs)
-        text = "".join("".join(o.get("text", "")) for o in outputs)
+        assert not any(o["output_type"] == "error" for o in outputs)
+        # 0 points: one line on stderr says why (what `nbgrader validate` shows)
+        stderr = "".join("".join(o["text"]) for o in outputs if o.get("name") == "stderr")
+        assert stderr.startswith("0 points: not implemented yet: ") and stderr.count("\n") == 1
+        text = "".join("".join(o.get("text", "")) for o in outputs if o.get("name") == "stdout")
         assert "is not implemented yet" in text, text
         value = next(o for o in outputs if o["output_type"] == "execute_result")
         assert "".join(value["data"]["text/plain"]) == "0"  # nbgrader reads this: 0 points
