@@ -265,3 +265,11 @@ def test_student_regrades_one(graded: dict) -> None:
     assert {s: r["score"] for s, r in after.items() if s != "eli"} == {
         s: r["score"] for s, r in before.items() if s != "eli"
     }
+
+
+def test_progress_lines_carry_the_time_left(graded: dict) -> None:
+    """Not a terminal (a log): one line per student, with the ETA once a few are graded."""
+    lines = [ln for ln in graded["run"].stderr.splitlines() if ln.startswith("[")]
+    assert len(lines) == len(EXPECTED)
+    assert re.fullmatch(r"\[4/8\] \w+ \d+/23 \(ETA \d+ (s|min)\)", lines[3]), lines
+    assert "ETA" not in lines[-1]  # nothing left
