@@ -273,3 +273,36 @@ def test_progress_lines_carry_the_time_left(graded: dict) -> None:
     assert len(lines) == len(EXPECTED)
     assert re.fullmatch(r"\[4/8\] \w+ \d+/23 \(ETA \d+ (s|min)\)", lines[3]), lines
     assert "ETA" not in lines[-1]  # nothing left
+
+
+def test_html_feedback_escapes_what_a_submission_wrote() -> None:
+    """The HTML page quotes what the Markdown fences: a forged name, problem or message makes
+    no element; a hidden check's message is never shown."""
+    from rlkit_grader import render
+
+    forged = "</pre><script>alert(1)</script><img src=x onerror=alert(1)>"
+    check = {
+        "name": "gae.values",
+        "function": "gae",
+        "passed": False,
+        "points": 0,
+        "max_points": 2,
+        "message": forged,
+        "visibility": "public",
+        "kind": "exception",
+    }
+    hidden = {**check, "name": "gae.hidden_values", "visibility": "hidden", "message": "LEAK"}
+    record = {
+        "student": forged,
+        "score": 0,
+        "max_score": 6,
+        "note": None,
+        "exercises": [
+            {"name": "ppo", "score": 0, "max_score": 4, "checks": [check, hidden]},
+            {"name": "dpo", "score": 0, "max_score": 2, "problem": forged, "checks": []},
+        ],
+    }
+    page = render.feedback_html(record, {}, {})
+    for element in ("<script", "<img", "</pre><"):
+        assert element not in page
+    assert "&lt;script&gt;" in page and "LEAK" not in page
