@@ -18,8 +18,8 @@ A check's result holds three kinds of text:
 
 ``view(check, audience, ...)`` is the one function that says what an audience may see of one
 check; the formatters below only format a view. Every renderer of student feedback (the
-Markdown file of ``rlkit grade``, Gradescope's ``results.json``, the notebooks' hidden test
-cells) goes through it.
+Markdown file and the HTML page of ``rlkit grade``, Gradescope's ``results.json``, the
+notebooks' hidden test cells) goes through it.
 """
 
 from __future__ import annotations
