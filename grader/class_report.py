@@ -34,6 +34,8 @@ def _number(x: float) -> float | int:
 
 # ----------------------------------------------------------------------------- outcomes
 
+#: changes when the report's content changes: a re-run then writes it again
+REPORT_FORMAT = "2"
 #: what happened to one student's function, in the order the report shows them
 STATUSES = ("correct", "wrong", "did_not_run", "not_answered")
 STATUS_TEXT = {
@@ -516,7 +518,10 @@ def write(records: Sequence[Mapping[str, Any]], course: Course, folder: Path) ->
     A re-run that graded nothing new keeps them (plotting is the slow part)."""
     page = folder / "index.html"
     key = hashlib.sha256(
-        "".join(str(r.get("fingerprint", "")) + str(r["student"]) for r in records).encode()
+        (
+            REPORT_FORMAT
+            + "".join(str(r.get("fingerprint", "")) + str(r["student"]) for r in records)
+        ).encode()
     ).hexdigest()
     try:
         old = json.loads((folder / "report.json").read_text(encoding="utf-8")).get(

@@ -18,15 +18,18 @@ def _eta(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _progress(console_file: Any) -> tuple[Any, Any]:
+def _progress(console_file: Any, chosen: bool = False) -> tuple[Any, Any]:
     """A progress bar with ETA on a terminal; one line per student otherwise (logs, CI), with
-    the time left once a few students are graded."""
+    the time left once a few students are graded. ``chosen``: only the students named by
+    ``--student`` are graded."""
     import time
 
     state: dict[str, Any] = {}
 
     def start(total: int, skipped: int) -> Any:
-        if skipped:
+        if skipped and chosen:
+            click.echo(f"{skipped} other students keep their grades (--student).", err=True)
+        elif skipped:
             click.echo(f"{skipped} students already graded and unchanged: skipped.", err=True)
         if console_file.isatty():
             from rich.console import Console
@@ -201,7 +204,7 @@ def grade_command(
             course.mistakes,
         )
 
-    start, stop = _progress(sys.stderr)
+    start, stop = _progress(sys.stderr, chosen=bool(students))
     try:
         outcome = batch.grade_class(submissions, layout, options, start, on_record)
     finally:
