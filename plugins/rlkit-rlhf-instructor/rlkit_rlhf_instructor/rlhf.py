@@ -1,14 +1,16 @@
 """RLHF: the Bradley–Terry loss, group-relative advantages, the k3 KL penalty and GRPO's loss
-(reference solution). ``grpo_loss`` calls the course's reference ``ppo_clip_loss``."""
+(reference solution). ``grpo_loss`` calls the course's reference ``ppo_clip_loss`` (and, copied
+into a workspace as an answer, the ``ppo.py`` beside it, as a student's does)."""
 
 from __future__ import annotations
 
-import importlib
-
 import torch
 
-#: the reference PPO loss (rlkit-solutions): GRPO is PPO on the completion tokens
-ppo_clip_loss = importlib.import_module("rlkit_solutions.ppo").ppo_clip_loss
+# GRPO is PPO on the completion tokens: grpo_loss calls ppo_clip_loss
+if __package__:  # imported as rlkit_rlhf_instructor.rlhf: the course's reference PPO loss
+    from rlkit_solutions.ppo import ppo_clip_loss
+else:  # this file handed in as an answer (rlkit check, rlkit grade): the ppo.py beside it
+    from ppo import ppo_clip_loss
 
 
 def bradley_terry_loss(
