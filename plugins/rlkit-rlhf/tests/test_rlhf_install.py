@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 from rlhf_helpers import INSTRUCTOR, PLUGIN, SOLUTION
 
+IGNORE = shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycache__", ".*_cache", "tests")
 #: the plugins rlkit has without this one (their entry-point names)
 WITHOUT = "course,cartpole,dpo,dqn"
 
@@ -22,10 +24,12 @@ WITHOUT = "course,cartpole,dpo,dqn"
 @pytest.fixture(scope="module")
 def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("wheels")
-    for folder in (PLUGIN, INSTRUCTOR):
+    for folder in (PLUGIN, INSTRUCTOR):  # built from a copy: the tree stays clean
+        copy = out.parent / f"src-{folder.name}"
+        shutil.copytree(folder, copy, ignore=IGNORE)
         subprocess.run(
             [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation"]
-            + ["-w", str(out), str(folder)],
+            + ["-w", str(out), str(copy)],
             check=True,
             capture_output=True,
             text=True,
