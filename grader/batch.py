@@ -119,6 +119,9 @@ class Course:
     mistakes: dict[str, str]  # mistake name → explanation
     max_scores: dict[str, int]
     fingerprint: str  # changes when the checks or their vectors change
+    #: the files read and staged for each student: the graded exercises' and those they import
+    #: (``Exercise.requires``); only ``exercises`` are graded
+    files: list[str] = field(default_factory=list)
 
     @classmethod
     def load(cls, names: Sequence[str]) -> Course:
@@ -137,9 +140,9 @@ class Course:
             for file in vectors_files(ex, hidden=True):  # public and hidden parts
                 with contextlib.suppress(OSError):
                     digest.update(file.read_bytes())
-        return cls(
-            [e.name for e in exercises], descriptions, mistakes, max_scores, digest.hexdigest()
-        )
+        names = [e.name for e in exercises]
+        files = list(dict.fromkeys([*names, *(r for e in exercises for r in e.requires)]))
+        return cls(names, descriptions, mistakes, max_scores, digest.hexdigest(), files)
 
 
 # ----------------------------------------------------------------------------- records
@@ -411,7 +414,7 @@ def grade_class(
 
     course = Course.load(options.exercises)
     outputs = [layout.out, layout.feedback, layout.report, layout.records]
-    students = discover(root, course.exercises, options.assignment, exclude=outputs)
+    students = discover(root, course.files, options.assignment, exclude=outputs)
     if not students:
         raise UsageError(
             f"no submissions in {root}: expected a folder per student with "
@@ -435,7 +438,7 @@ def grade_class(
         fingerprint = hashlib.sha256(
             "\0".join(
                 [
-                    sub.fingerprint(course.exercises),
+                    sub.fingerprint(course.files),
                     course.fingerprint,  # the checks and their vectors
                     options.sandbox,
                     repr(sorted(options.limits.items())),
@@ -503,7 +506,7 @@ def _grade(
         for i, (sub, _) in enumerate(todo):
             folder = scratch / f"s{i}"  # no student name in the path the sandbox sees
             try:
-                problems.append(stage(sub, folder, course.exercises))
+                problems.append(stage(sub, folder, course.files))
             except Exception as exc:  # noqa: BLE001 - that student's row says why
                 shutil.rmtree(folder, ignore_errors=True)
                 folder.mkdir(parents=True)  # empty: graded as "none of the files"

@@ -76,6 +76,9 @@ class Exercise:
     #: install gives when something needs them
     instructor: str = ""
     instructor_path: str = ""
+    #: other exercises whose files this one imports (``rlhf.py`` does ``from ppo import
+    #: ppo_clip_loss``): graded beside it, so ``rlkit grade subs/ rlhf`` stages ``ppo.py`` too
+    requires: tuple[str, ...] = ()
 
     def missing(self, what: str = "the reference solution") -> str:
         """``"the reference solution of ppo is not installed: instructors `pip install

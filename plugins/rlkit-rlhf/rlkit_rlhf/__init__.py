@@ -35,6 +35,7 @@ EXERCISE = Exercise(
     hidden="rlkit_rlhf_instructor.rlhf",
     instructor="rlkit-rlhf-instructor",
     instructor_path="plugins/rlkit-rlhf-instructor",
+    requires=("ppo",),  # grpo_loss calls the student's own ppo_clip_loss
 )
 
 REWARD_HELP = """Fit a reward model to the preference pairs (Bradley-Terry), then print its

@@ -126,3 +126,33 @@ def test_student_path_init_check_and_the_pre_train_check(tmp_path: Path, capsys)
     right = check("rlhf", "--path", str(work), "--hidden")
     assert right.exit_code == 0, right.output
     assert "Total: 46/46" in right.output
+
+
+def test_rlkit_grade_of_rlhf_alone_stages_the_ppo_it_imports(tmp_path: Path) -> None:
+    """``rlkit grade subs/ rlhf``: grpo_loss calls the student's own ppo_clip_loss, so each
+    student's ppo.py is staged beside rlhf.py (Exercise.requires) though only rlhf is graded;
+    without ppo.py, grpo_loss's checks fail."""
+    import csv
+
+    ppo = (PLUGIN.parents[1] / "solutions" / "ppo.py").read_text()
+    for name, files in {
+        "ana": {"rlhf.py": student_answer(), "ppo.py": ppo},
+        "ben": {"rlhf.py": student_answer()},
+    }.items():
+        (tmp_path / "subs" / name).mkdir(parents=True)
+        for file, text in files.items():
+            (tmp_path / "subs" / name / file).write_text(text)
+    out = tmp_path / "grades.csv"
+    done = rlkit("grade", str(tmp_path / "subs"), "rlhf", "--out", str(out), "--key", "builtin")
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {r["student"]: r for r in csv.DictReader(out.open())}
+    max_score = sum(c.points for c in _hidden_and_public_checks())
+    assert float(rows["ana"]["rlhf"]) == max_score
+    assert 0 < float(rows["ben"]["rlhf"]) < max_score
+
+
+def _hidden_and_public_checks():
+    from rlkit_grader.api import load_vectors
+    from rlkit_grader.records import HIDDEN
+
+    return load_vectors(get_exercises()["rlhf"], hidden=True).select(HIDDEN)
