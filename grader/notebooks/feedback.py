@@ -309,6 +309,15 @@ def _run(
             0,
         )
 
+    source = _answer_package(namespace[function]) if watch is not None else None
+    if source is not None:
+        return (
+            max_points,
+            f"0/{max_points}: {function} is imported from {source} (the instructor's reference "
+            "answers), not written in this notebook: write it in its answer cell.",
+            0,
+        )
+
     from rlkit_grader.api import check_module
 
     with _quiet():
@@ -349,6 +358,28 @@ def _run(
     out = io.StringIO()
     Report([part]).write_plain(out)
     return max_points, out.getvalue().rstrip("\n"), part.score
+
+
+def _answer_package(function: Any) -> str | None:
+    """The instructor-only package ``function`` comes from (the reference solutions, a
+    mistakes catalogue's alternatives), or None. nbgrader runs the notebooks in the
+    instructor's environment, where those are installed: an answer cell that imports them
+    would otherwise earn full marks."""
+    module = str(getattr(function, "__module__", None) or "")
+    top = module.split(".")[0]
+    if not top or top == "__main__":
+        return None
+    answers = {"rlkit_solutions"}
+    with contextlib.suppress(Exception):
+        from rlkit.plugins import get_exercises
+
+        for ex in get_exercises().values():
+            for name in (ex.solution, ex.mistakes, ex.hidden):
+                if name:
+                    answers.add(name.split(".")[0].split(":")[0])
+    if top in answers or top.endswith("_instructor"):
+        return module
+    return None
 
 
 def _hidden_text(part: Any, mistakes: Mapping[str, str]) -> str:
