@@ -26,8 +26,10 @@ trl``), ``bare`` (the course's script: ``DPOTrainer(model, ref_model=None, args=
 everything the process ever held at once, loading included; on a GPU also
 ``torch.cuda.max_memory_allocated``), seconds per step (steps 2..N: the first step pays for
 warm-up), when the first step ended (from process start: loading, setup, step 1) and
-tokens/s counted as TRL counts them (prompt + answer, both answers, per pair). Then the
-ratios of each rlkit run to the bare script at the same precision.
+tokens/s counted as TRL counts them (prompt + answer, both answers, per pair), and the CPU
+time per step (all threads): on a machine others share, wall time swings with their load and
+CPU time much less (with ``--threads 1`` it is the idle wall time). Then the ratios of each
+rlkit run to the bare script at the same precision.
 
 ``--before-src DIR`` runs the rlkit fp32 rows with an older plugin (``DIR`` holds the
 ``rlkit_dpo`` package, e.g. ``git archive`` of an earlier commit's ``plugins/``), for a
@@ -118,11 +120,11 @@ def child_rlkit(argv: list[str], result: Path) -> None:
     """``rlkit ARGV`` in this process, the end of every step recorded."""
     from rlkit.runs import Run
 
-    marks: list[float] = []
+    marks: list[tuple[float, float]] = []
     original = Run.log
 
     def log(self, step, metrics):  # noqa: ANN001 - the method's own signature
-        marks.append(time.time())
+        marks.append((time.time(), time.process_time()))
         original(self, step, metrics)
 
     Run.log = log
@@ -140,7 +142,7 @@ def child_rlkit(argv: list[str], result: Path) -> None:
 
 def child_bare(model: Path, steps: int, lora: bool, gc: bool, result: Path) -> None:
     """The course's script, as a student would write it (``ref_model=None``)."""
-    marks: list[float] = []
+    marks: list[tuple[float, float]] = []
     import torch
     from datasets import Dataset
     from rlkit_dpo.data import DEFAULT_TRAIN
@@ -149,7 +151,7 @@ def child_bare(model: Path, steps: int, lora: bool, gc: bool, result: Path) -> N
 
     class Marks(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
-            marks.append(time.time())
+            marks.append((time.time(), time.process_time()))
 
     tokenizer = AutoTokenizer.from_pretrained(model)
     policy = AutoModelForCausalLM.from_pretrained(
@@ -198,7 +200,7 @@ def child_bare(model: Path, steps: int, lora: bool, gc: bool, result: Path) -> N
             _write_result(result, marks)
 
 
-def _write_result(path: Path, marks: list[float]) -> None:
+def _write_result(path: Path, marks: list[tuple[float, float]]) -> None:
     data: dict[str, object] = {"start": START, "marks": marks}
     try:
         import torch
@@ -234,8 +236,9 @@ def run_child(args: list[str], env: dict[str, str]) -> dict[str, float]:
         raise SystemExit(f"fewer than 2 steps recorded: {' '.join(command)}\n{output[-2000:]}")
     return {
         "rss_gib": usage.ru_maxrss * 1024 / 2**30,  # Linux: KiB
-        "s_per_step": (marks[-1] - marks[0]) / (len(marks) - 1),
-        "first_step_at": marks[0] - data["start"],
+        "s_per_step": (marks[-1][0] - marks[0][0]) / (len(marks) - 1),
+        "cpu_s_per_step": (marks[-1][1] - marks[0][1]) / (len(marks) - 1),
+        "first_step_at": marks[0][0] - data["start"],
         "steps": len(marks),
         "cuda_gib": data.get("cuda_peak_bytes", 0) / 2**30,
     }
@@ -297,10 +300,21 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=24, help="fewer layers: a quick try-out")
     parser.add_argument("--gradient-checkpointing", action="store_true", help="in every run")
     parser.add_argument("--before-src", type=Path, help="an older rlkit_dpo's parent folder")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="runs of each (interleaved); the best time and the lowest memory are reported",
+    )
+    parser.add_argument(
+        "--threads", type=int, help="torch/OpenMP threads per run [default: torch's, one per core]"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
     env = {"TQDM_DISABLE": "1", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
+    if args.threads:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(args.threads)
     with tempfile.TemporaryDirectory() as tmp:  # in a child: this process stays small
         info_file = Path(tmp) / "setup.json"
         command = [sys.executable, __file__, "--child-result", str(info_file)]
@@ -310,7 +324,7 @@ def main() -> None:
     print(
         f"model: {model} (Qwen2.5-0.5B's architecture, {args.layers} layers, random weights, "
         f"bfloat16 checkpoint); {info['where']}; {args.steps} steps per run, batch 2 pairs, "
-        "AdamW lr 1e-5"
+        f"AdamW lr 1e-5; threads: {args.threads or 'default'}; best of {args.repeats}"
     )
     plan = [(r, p) for p in PRECISIONS for r in RUNS]
     if args.before_src is not None:
@@ -318,7 +332,7 @@ def main() -> None:
     if args.only:
         plan = [(r, p) for r, p in plan if f"{r}-{p}" in args.only]
     results: dict[tuple[str, str], dict[str, float]] = {}
-    for run, precision in plan:
+    for run, precision in [item for _ in range(args.repeats) for item in plan]:
         if run == "bare":
             child = ["--child", "bare", "--model", str(model), "--steps", str(args.steps)]
             child += ["--lora"] if precision == "lora" else []
@@ -335,10 +349,14 @@ def main() -> None:
             if old:
                 extra_env["PYTHONPATH"] = str(args.before_src.resolve())
         started = time.perf_counter()
-        results[run, precision] = r = run_child(child, extra_env)
+        r = run_child(child, extra_env)
+        best = results.setdefault((run, precision), r)
+        for key in ("rss_gib", "s_per_step", "cpu_s_per_step", "first_step_at", "cuda_gib"):
+            best[key] = min(best[key], r[key])
         print(
             f"  {run:>14} {precision:4}: peak RSS {r['rss_gib']:5.2f} GiB, "
-            f"{r['s_per_step']:6.2f} s/step, first step at {r['first_step_at']:6.1f} s "
+            f"{r['s_per_step']:6.2f} s/step ({r['cpu_s_per_step']:6.2f} s of CPU), first step "
+            f"at {r['first_step_at']:6.1f} s "
             f"({time.perf_counter() - started:.0f} s in all)",
             flush=True,
         )
@@ -351,13 +369,14 @@ def main() -> None:
 
 def print_table(results: dict, tokens: float, cuda: bool) -> None:
     memory = "GPU peak" if cuda else "peak RSS"
-    print(f"\n| run | precision | {memory} | s/step | tokens/s | first step at |")
-    print("|---|---|---|---|---|---|")
+    print(f"\n| run | precision | {memory} | s/step | CPU s/step | tokens/s | first step at |")
+    print("|---|---|---|---|---|---|---|")
     for (run, precision), r in results.items():
         gib = r["cuda_gib"] if cuda else r["rss_gib"]
         print(
             f"| {run} | {LABELS[precision]} | {gib:.2f} GiB | {r['s_per_step']:.2f} | "
-            f"{tokens / r['s_per_step']:.1f} | {r['first_step_at']:.1f} s |"
+            f"{r['cpu_s_per_step']:.2f} | {tokens / r['s_per_step']:.1f} | "
+            f"{r['first_step_at']:.1f} s |"
         )
     lines = []
     for precision in PRECISIONS:
@@ -371,7 +390,8 @@ def print_table(results: dict, tokens: float, cuda: bool) -> None:
             key = "cuda_gib" if cuda else "rss_gib"
             lines.append(
                 f"{run} / bare TRL, {LABELS[precision]}: time per step "
-                f"{r['s_per_step'] / bare['s_per_step']:.2f}x, memory "
+                f"{r['s_per_step'] / bare['s_per_step']:.2f}x (CPU time "
+                f"{r['cpu_s_per_step'] / bare['cpu_s_per_step']:.2f}x), memory "
                 f"{r[key] / bare[key]:.2f}x, first step {r['first_step_at']:.1f} s vs "
                 f"{bare['first_step_at']:.1f} s"
             )
