@@ -24,10 +24,10 @@ class DQNSettings:
     step of 128 replayed transitions every 2 environment steps after 500 steps of exploration,
     the target network copied every 50 gradient steps, ε from 1 to 0.05 over 4,000 steps,
     Double DQN. Over seeds 0–4 a greedy 10-episode evaluation first averages ≥ 475 after
-    11,000–16,000 steps (median 12,000; about 5,700 gradient steps).
+    12,000–17,000 steps (median 14,000; about 6,750 gradient steps).
 
     DQN on CartPole is famously unstable: trained on, a policy that balances the pole for 500
-    steps often forgets it again (seeds 1, 3 and 4 end 50,000 steps at a mean of 35–100). So by
+    steps often forgets it again (seeds 1, 2 and 3 end 50,000 steps at a mean of 18). So by
     default training stops at the first greedy evaluation that reaches ``stop_reward``, and
     the run keeps that policy (``--set stop_reward=0`` trains the whole budget)."""
 
