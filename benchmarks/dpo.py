@@ -3,7 +3,7 @@
     flock /tmp/rlkit-bench.lock python benchmarks/dpo.py [--repeats 3] [--no-cli]
 
 For each backend: preference pairs per second of training (``train()`` from start to end:
-for TRL that includes building its DPOTrainer, for native the one-off reference log-probs;
+for TRL that includes building its DPOTrainer, for native the reference log-probs of each pair;
 TRL's import is done beforehand), the wall time of the whole run (load, sample before, train,
 sample after), and the held-out preferred rate it reaches. Then the wall time of the real
 command, ``rlkit train dpo --backend X``, from a fresh process. The goal: native >= 3x TRL's
