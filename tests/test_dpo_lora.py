@@ -206,7 +206,8 @@ def _settings(model: Path, **changes) -> DPOSettings:
 def test_reference_log_probs_per_pair_when_first_drawn(tiny_qwen: Path) -> None:
     """Full fine-tuning, native: nothing computed up front; the first batch's reference comes
     with its own forward (π = π_ref), the later batches' from the checkpoint's weights swapped
-    in (no second model), and they are π_ref's own numbers."""
+    in (no second model), with the next batches of the run in the same forward but never
+    beyond the run, and they are π_ref's own numbers."""
     trainer = NativeDPOTrainer(_settings(tiny_qwen, dtype="float32"))
     calls: list[int] = []
     original = trainer.reference_log_probs
@@ -218,7 +219,7 @@ def test_reference_log_probs_per_pair_when_first_drawn(tiny_qwen: Path) -> None:
     trainer.reference_log_probs = counted
     summary = trainer.train()
     assert summary["steps"] == 3
-    assert calls == [2, 2]  # steps 2 and 3; step 1's came with the policy's forward
+    assert calls == [4]  # steps 2 and 3 in one forward; step 1's came with the policy's
     assert isinstance(trainer.reference, CheckpointWeights)
     cache = trainer.reference_cache
     assert int(cache.known.sum()) == 6 and len(cache.known) == 336
@@ -399,12 +400,16 @@ def test_lora_reference_is_the_adapter_off_in_every_backend(tiny_qwen: Path, tmp
     assert losses["student"] == pytest.approx(losses["native"], abs=1e-5)
 
 
-def test_embedding_rows_gradient_is_the_dense_one(tiny_qwen: Path) -> None:
+def test_embedding_rows_gradient_is_the_dense_one(
+    tiny_qwen: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Full fine-tuning, native: the tied embedding's gradient added row by row after the
-    backward pass equals autograd's dense one."""
+    backward pass (for a large vocabulary; here forced) equals autograd's dense one."""
+    from rlkit_dpo import logprobs
     from rlkit_dpo.model import load_model
     from rlkit_dpo.policy import LanguageModelPolicy
 
+    monkeypatch.setattr(logprobs, "ROW_GRADIENT_FROM", 0)
     model, tokenizer = load_model(str(tiny_qwen), "float32")
     fn = load_exercise_functions("dpo", "solution").sequence_log_probs
     rows = load_jsonl(DEFAULT_TRAIN)[:3]
@@ -415,6 +420,7 @@ def test_embedding_rows_gradient_is_the_dense_one(tiny_qwen: Path) -> None:
         policy = LanguageModelPolicy(model, tokenizer, fn)
         policy.embedding_grads = [] if by_rows else None
         policy.packed_log_probs(batch).square().sum().backward()
+        assert len(policy.embedding_grads or ()) == int(by_rows)
         policy.add_embedding_grads()
         grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
     for name, dense in grads[0].items():

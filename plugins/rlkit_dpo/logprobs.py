@@ -35,6 +35,9 @@ SequenceLogProbs = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Te
 
 #: float32 logits (elements) alive at once: 2**24 = 64 MiB, ~110 tokens of Qwen2.5's vocabulary
 LOGITS_BUDGET = 1 << 24
+#: an input embedding at least this large (elements) gets its gradient row by row
+#: (``hidden_states``); a small one's dense gradient costs less than the bookkeeping
+ROW_GRADIENT_FROM = 1 << 22
 
 
 def causal_lm(model: Any) -> Any:
@@ -81,8 +84,8 @@ def hidden_states(
 ) -> torch.Tensor:
     """The backbone's last hidden states (no logits computed).
 
-    ``embedding_grads``: a list to which, when the input embedding trains (full fine-tuning)
-    and is a plain ``nn.Embedding``, this appends ``(weight, input_ids, embeddings)``: the
+    ``embedding_grads``: a list to which, when the input embedding trains (full fine-tuning),
+    is a plain ``nn.Embedding`` and is large (``ROW_GRADIENT_FROM``), this appends ``(weight, input_ids, embeddings)``: the
     embeddings are then looked up outside autograd, so the backward pass leaves their gradient
     on ``embeddings`` instead of writing a dense ``[V, H]`` gradient (545 MB for Qwen2.5-0.5B,
     mostly zeros) to add to the weight's; ``add_embedding_grads`` adds those rows after the
@@ -95,6 +98,7 @@ def hidden_states(
         or type(embed) is not torch.nn.Embedding
         or weight is None
         or not weight.requires_grad
+        or weight.numel() < ROW_GRADIENT_FROM
         or not torch.is_grad_enabled()
     ):
         return stack(input_ids=input_ids, **inputs, use_cache=False).last_hidden_state

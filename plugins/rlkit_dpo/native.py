@@ -6,12 +6,14 @@
        computed once, not twice; the last token of each answer, which predicts nothing, not
        fed; the LM head only on the columns that predict answer tokens, a few rows at a time,
        ``logprobs.py``), then the DPO Objective built on ``dpo_loss``, backward, clip, step;
-    3. the reference log-probs log π_ref(y|x) of a pair are computed the first time the pair
-       is drawn, then cached: the reference is frozen, so recomputing them every epoch (as TRL
-       does by default) would only burn time. Until the first update the policy *is* the
-       reference, so the first batch's come with its own forward pass. After that they come
-       from ``reference.py``: the same model with its LoRA adapter off, or (full fine-tuning)
-       with the checkpoint's weights swapped in for that forward. No second model is kept.
+    3. the reference log-probs log π_ref(y|x) of a pair are computed when the pair is about
+       to train (with those of the next few batches of the run, ``REFERENCE_PAIRS``), then
+       cached: the reference is frozen, so recomputing them every epoch (as TRL does by
+       default) would only burn time, and nothing is computed up front. Until the first
+       update the policy *is* the reference, so the first batch's come with its own forward
+       pass. After that they come from ``reference.py``: the same model with its LoRA
+       adapter off, or (full fine-tuning) with the checkpoint's weights swapped in for that
+       forward. No second model is kept.
 
 Optimizer, schedule and data order are what TRL (the Hugging Face ``Trainer``) builds from the
 same settings: SGD or AdamW (β = 0.9/0.999, ε = 1e-8, here the fused implementation) without
@@ -41,6 +43,11 @@ from rlkit_dpo.logprobs import causal_lm
 from rlkit_dpo.objective import DPOObjective
 from rlkit_dpo.policy import LanguageModelPolicy
 
+#: a reference forward scores the batch that needs it and the next ones of the run with it,
+#: up to this many pairs and (packed) tokens: fewer, fuller forwards (and, in full
+#: fine-tuning, fewer reads of the checkpoint), never more than the run will train on
+REFERENCE_PAIRS = 64
+REFERENCE_TOKENS = 4096
 #: saved next to the model: the step count, optimizer state and reference log-probs
 #: ``--resume`` continues from
 TRAINING_STATE = "training_state.pt"
@@ -114,7 +121,15 @@ class NativeDPOTrainer(DPOTrainerBase):
                 )
                 missing = cache.missing(index)
                 if missing and not same_as_reference:
-                    cache.put(missing, self.reference_log_probs([pairs[i] for i in missing]))
+                    # this batch's pairs and, in the same forward, those of the next batches
+                    # of this run (up to REFERENCE_PAIRS pairs / REFERENCE_TOKENS tokens)
+                    ahead = permutation[
+                        first : first + (total - step) * s.per_device_train_batch_size
+                    ]
+                    todo = reference_window(
+                        cache.missing(ahead[:REFERENCE_PAIRS]), pairs, len(missing)
+                    )
+                    cache.put(todo, self.reference_log_probs([pairs[i] for i in todo]))
 
                 learning_rate = schedule.get_last_lr()[0]  # the rate this step uses
                 logps = self.policy.packed_log_probs(batch)
@@ -187,6 +202,19 @@ class NativeDPOTrainer(DPOTrainerBase):
                 model, self.tokenizer, self.functions.sequence_log_probs, self.policy.autocast
             )
             return policy.packed_log_probs(to_device(batch, self.device))
+
+
+def reference_window(candidates: list[int], pairs: list[EncodedPair], at_least: int) -> list[int]:
+    """The first of ``candidates`` (pair indices, in the order they will train) that fit in
+    ``REFERENCE_TOKENS`` packed tokens, and at least the first ``at_least`` of them."""
+    chosen, tokens = [], 0
+    for i in candidates:
+        p = pairs[i]
+        tokens += len(p.prompt_ids) + len(p.chosen_ids) + len(p.rejected_ids)
+        if len(chosen) >= at_least and tokens > REFERENCE_TOKENS:
+            break
+        chosen.append(i)
+    return chosen
 
 
 class ReferenceCache:
