@@ -23,7 +23,7 @@ from rlkit_dpo import precision
 from rlkit_dpo.config import DPOSettings
 from rlkit_dpo.data import DEFAULT_TRAIN, encode_pairs, load_jsonl, pack_pairs
 from rlkit_dpo.logprobs import lean_sequence_log_probs
-from rlkit_dpo.model import SHIPPED_MODEL_DIR
+from rlkit_dpo.model import SHIPPED_MODEL_DIR, resolve_model
 from rlkit_dpo.native import NativeDPOTrainer
 from rlkit_dpo.reference import AdapterOff, CheckpointWeights, FrozenCopy
 from test_dpo_loss import STUDENT_DPO, write_student_workspace
@@ -161,6 +161,8 @@ def test_merge_writes_one_model_with_the_adapters_numbers(tiny_qwen: Path, tmp_p
     trainer = NativeDPOTrainer(_settings(tiny_qwen, lora=4))
     trainer.train()
     trainer.save(run / "model")
+    with pytest.raises(UsageError, match=f"merge {run} OUT` makes one"):  # not --model RUN/model
+        resolve_model(str(run / "model"))
     merged = _cli("models", "merge", str(run), str(out))
     assert merged.exit_code == 0, merged.output
     assert f"Merged {run / 'model'} into {tiny_qwen} (float32)" in merged.output

@@ -203,6 +203,12 @@ def resolve_model(spec: str | None) -> str:
         return str(default_model_dir())
     path = Path(spec).expanduser()
     if path.is_dir():
+        if (path / "adapter_config.json").is_file() and not (path / "config.json").is_file():
+            run = path.parent if path.name == "model" else path
+            raise UsageError(
+                f"--model {spec} holds a LoRA adapter, not a whole model: "
+                f"`rlkit models merge {run} OUT` makes one, then --model OUT"
+            )
         if not (path / "config.json").is_file():
             raise UsageError(
                 f"--model {spec}: the folder has no config.json, so it is not a saved model; "

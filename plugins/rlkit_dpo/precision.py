@@ -60,14 +60,23 @@ def checkpoint_dtype(source: str) -> str:
     folder = Path(source)
     if (folder / "config.json").is_file():
         config = json.loads((folder / "config.json").read_text())
-    else:  # a Hub id: its config from the local cache, when it is there
-        try:
-            from transformers import AutoConfig
+    else:  # a Hub id: its config from the local cache, else from the Hub when reachable
+        from transformers import AutoConfig
 
-            loaded = AutoConfig.from_pretrained(source, local_files_only=True)
-            config = {"dtype": str(getattr(loaded, "dtype", None) or "float32")}
-        except Exception:  # noqa: BLE001 - not cached: loading the model will say so
+        from rlkit_dpo.model import _hub_reachable, _offline
+
+        loaded = None
+        for local in (True, False):
+            if not local and (_offline() or not _hub_reachable()):
+                break
+            try:
+                loaded = AutoConfig.from_pretrained(source, local_files_only=local)
+                break
+            except Exception:  # noqa: BLE001 - not there: loading the model will say why
+                continue
+        if loaded is None:
             return "float32"
+        config = {"dtype": str(getattr(loaded, "dtype", None) or "float32")}
     text = str(config.get("dtype") or config.get("torch_dtype") or "float32")
     return text.removeprefix("torch.")
 
