@@ -234,7 +234,7 @@ def _unique(calls: Sequence[CallData]) -> tuple[list[CallData], list[int]]:
     unique: list[CallData] = []
     where = []
     for call in calls:
-        key = json.dumps(call.request(), sort_keys=True)
+        key = _key(call)
         if key not in seen:
             seen[key] = len(unique)
             unique.append(call)
